@@ -1,0 +1,1 @@
+"""Route handlers: thin adapters between HTTP and the domain services."""

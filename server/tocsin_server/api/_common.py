@@ -1,0 +1,71 @@
+"""What every route module shares: parameter types from the spec, guards and documented error responses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, get_args
+
+import msgspec
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import PathParameter, QueryParameter
+
+from tocsin_server.auth import requires
+from tocsin_server.generated.models import DagIdValue, IdentifierValue, Problem, RunIdValue, TaskIdValue
+
+
+def constraints(alias: Any) -> dict[str, Any]:
+    """The string constraints of a generated alias (``Annotated[str, Meta(...)]``) as parameter kwargs.
+
+    Litestar does not read msgspec ``Meta`` on parameters, so the spec's constraints are carried over from
+    the generated models: a bad value is a 400 naming the parameter, and the live schema matches the spec.
+    """
+    meta = next(arg for arg in get_args(alias) if isinstance(arg, msgspec.Meta))
+    return {"pattern": meta.pattern, "min_length": meta.min_length, "max_length": meta.max_length}
+
+
+Identifier = Annotated[str, PathParameter(**constraints(IdentifierValue))]
+DagId = Annotated[str, PathParameter(**constraints(DagIdValue))]
+RunId = Annotated[str, PathParameter(**constraints(RunIdValue))]
+TaskId = Annotated[str, PathParameter(**constraints(TaskIdValue))]
+DagIdQuery = Annotated[str, QueryParameter(**constraints(DagIdValue))]
+RunIdQuery = Annotated[str, QueryParameter(**constraints(RunIdValue))]
+Limit = Annotated[int, QueryParameter(ge=1, le=1000)]
+Offset = Annotated[int, QueryParameter(ge=0)]
+MapIndex = Annotated[int, QueryParameter(ge=-1, le=1_000_000)]
+
+V2026_11_01: Final = {"since": "2026-11-01"}
+
+RUNTIME_READ: Final = requires("worker", "admin", task_instance=True)
+RUNTIME_WRITE: Final = requires("worker", "admin")
+ADMIN: Final = requires("admin")
+TRIGGERER: Final = requires("triggerer")
+
+_DESCRIPTIONS: Final = {
+    400: "The request is malformed (bad JSON, a bad parameter or an unknown API version).",
+    401: "No token, or an expired, tampered or foreign one.",
+    403: "The token lacks the scope this operation needs.",
+    404: "The resource does not exist, or the operation does not exist in the requested version.",
+    409: "The request conflicts with the current state.",
+    413: "The body is larger than the server accepts.",
+    422: "The body is well-formed JSON but does not fit the schema; `errors` names the fields.",
+    501: "The operation is in the contract but not implemented by this server yet.",
+    503: "The server cannot serve now (for example, the database is unreachable).",
+}
+
+
+def problems(*codes: int) -> dict[int, ResponseSpec]:
+    """Documented problem+json responses for ``codes``."""
+    return {
+        code: ResponseSpec(
+            data_container=Problem,
+            media_type="application/problem+json",
+            description=_DESCRIPTIONS[code],
+            generate_examples=False,
+        )
+        for code in codes
+    }
+
+
+AUTHED: Final = (400, 401, 403)
+"""Every authenticated operation can answer these."""
+WITH_BODY: Final = (*AUTHED, 413, 422)
+"""And these when it takes a body."""

@@ -1,0 +1,51 @@
+"""Connections: the runtime read and the admin surface."""
+
+from __future__ import annotations
+
+from litestar import delete, get, put
+from litestar.datastructures import State
+from litestar.params import JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tocsin_server.api._common import ADMIN, AUTHED, RUNTIME_READ, WITH_BODY, Identifier, Limit, Offset, problems
+from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionList
+from tocsin_server.services import connections
+
+
+@get(
+    "/execution/connections/{conn_id:str}",
+    operation_id="getConnection",
+    tags=["runtime"],
+    guards=[RUNTIME_READ],
+    responses=problems(*AUTHED, 404),
+)
+async def get_connection(state: State, conn_id: Identifier) -> Connection:
+    return await connections.get_connection(state.reads, conn_id)
+
+
+@get("/api/v1/connections", operation_id="listConnections", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
+async def list_connections(db_session: AsyncSession, limit: Limit = 100, offset: Offset = 0) -> ConnectionList:
+    return await connections.list_connections(db_session, limit=limit, offset=offset)
+
+
+@put(
+    "/api/v1/connections/{conn_id:str}",
+    operation_id="putConnection",
+    tags=["admin"],
+    guards=[ADMIN],
+    status_code=200,
+    responses=problems(*WITH_BODY),
+)
+async def put_connection(db_session: AsyncSession, conn_id: Identifier, data: JSONBody[ConnectionBody]) -> Connection:
+    return await connections.put_connection(db_session, conn_id, data)
+
+
+@delete(
+    "/api/v1/connections/{conn_id:str}",
+    operation_id="deleteConnection",
+    tags=["admin"],
+    guards=[ADMIN],
+    responses=problems(*AUTHED, 404),
+)
+async def delete_connection(db_session: AsyncSession, conn_id: Identifier) -> None:
+    await connections.delete_connection(db_session, conn_id)

@@ -1,0 +1,107 @@
+"""Task instances: runtime state changes and state reads, and the admin surface."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import get, patch, post
+from litestar.datastructures import State
+from litestar.params import JSONBody, PathParameter, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tocsin_server.api._common import (
+    ADMIN,
+    AUTHED,
+    RUNTIME_READ,
+    RUNTIME_WRITE,
+    WITH_BODY,
+    DagIdQuery,
+    Limit,
+    Offset,
+    RunIdQuery,
+    problems,
+)
+from tocsin_server.generated.models import (
+    TaskInstance,
+    TaskInstanceBody,
+    TaskInstanceList,
+    TaskInstanceStateName,
+    TaskInstanceStates,
+    TaskInstanceStateUpdate,
+)
+from tocsin_server.services import task_instances
+
+TaskInstanceId = Annotated[UUID, PathParameter()]
+
+
+@get(
+    "/execution/task-instances/states",
+    operation_id="getTaskInstanceStates",
+    tags=["runtime"],
+    guards=[RUNTIME_READ],
+    responses=problems(*AUTHED),
+)
+async def get_task_instance_states(
+    state: State,
+    dag_id: DagIdQuery,
+    run_id: RunIdQuery,
+    task_ids: Annotated[list[str] | None, QueryParameter(max_items=1000)] = None,
+) -> TaskInstanceStates:
+    return await task_instances.get_task_states(state.reads, dag_id, run_id, task_ids)
+
+
+@patch(
+    "/execution/task-instances/{task_instance_id:uuid}/state",
+    operation_id="updateTaskInstanceState",
+    tags=["runtime"],
+    guards=[RUNTIME_WRITE],
+    responses=problems(*WITH_BODY, 404, 409),
+)
+async def update_task_instance_state(
+    db_session: AsyncSession, task_instance_id: TaskInstanceId, data: JSONBody[TaskInstanceStateUpdate]
+) -> TaskInstance:
+    return await task_instances.update_state(db_session, task_instance_id, data)
+
+
+@get(
+    "/api/v1/task-instances",
+    operation_id="listTaskInstances",
+    tags=["admin"],
+    guards=[ADMIN],
+    responses=problems(*AUTHED),
+)
+async def list_task_instances(
+    db_session: AsyncSession,
+    dag_id: DagIdQuery | None = None,
+    run_id: RunIdQuery | None = None,
+    ti_state: Annotated[TaskInstanceStateName | None, QueryParameter(name="state")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> TaskInstanceList:
+    return await task_instances.list_task_instances(
+        db_session, dag_id=dag_id, run_id=run_id, state=ti_state, limit=limit, offset=offset
+    )
+
+
+@post(
+    "/api/v1/task-instances",
+    operation_id="createTaskInstance",
+    tags=["admin"],
+    guards=[ADMIN],
+    status_code=201,
+    responses=problems(*WITH_BODY, 404, 409),
+)
+async def create_task_instance(db_session: AsyncSession, data: JSONBody[TaskInstanceBody]) -> TaskInstance:
+    return await task_instances.create_task_instance(db_session, data)
+
+
+@get(
+    "/api/v1/task-instances/{task_instance_id:uuid}",
+    operation_id="getTaskInstance",
+    tags=["admin"],
+    guards=[ADMIN],
+    responses=problems(*AUTHED, 404),
+)
+async def get_task_instance(db_session: AsyncSession, task_instance_id: TaskInstanceId) -> TaskInstance:
+    return await task_instances.get_task_instance(db_session, task_instance_id)

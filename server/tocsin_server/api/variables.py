@@ -1,0 +1,61 @@
+"""Variables: runtime reads and writes, and the admin list."""
+
+from __future__ import annotations
+
+from litestar import delete, get, put
+from litestar.datastructures import State
+from litestar.params import JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tocsin_server.api._common import (
+    ADMIN,
+    AUTHED,
+    RUNTIME_READ,
+    RUNTIME_WRITE,
+    WITH_BODY,
+    Identifier,
+    Limit,
+    Offset,
+    problems,
+)
+from tocsin_server.generated.models import Variable, VariableBody, VariableList
+from tocsin_server.services import variables
+
+
+@get(
+    "/execution/variables/{key:str}",
+    operation_id="getVariable",
+    tags=["runtime"],
+    guards=[RUNTIME_READ],
+    responses=problems(*AUTHED, 404),
+)
+async def get_variable(state: State, key: Identifier) -> Variable:
+    return await variables.get_variable(state.reads, key)
+
+
+@put(
+    "/execution/variables/{key:str}",
+    operation_id="putVariable",
+    tags=["runtime"],
+    guards=[RUNTIME_WRITE],
+    status_code=200,
+    responses=problems(*WITH_BODY),
+)
+async def put_variable(db_session: AsyncSession, key: Identifier, data: JSONBody[VariableBody]) -> Variable:
+    return await variables.put_variable(db_session, key, data)
+
+
+@delete(
+    "/execution/variables/{key:str}",
+    operation_id="deleteVariable",
+    tags=["runtime"],
+    guards=[RUNTIME_WRITE],
+    responses=problems(*AUTHED, 404),
+)
+async def delete_variable(db_session: AsyncSession, key: Identifier) -> None:
+    await variables.delete_variable(db_session, key)
+
+
+@get("/api/v1/variables", operation_id="listVariables", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
+async def list_variables(db_session: AsyncSession, limit: Limit = 100, offset: Offset = 0) -> VariableList:
+    return await variables.list_variables(db_session, limit=limit, offset=offset)

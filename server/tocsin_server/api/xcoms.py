@@ -1,0 +1,52 @@
+"""XComs: runtime read and push."""
+
+from __future__ import annotations
+
+from litestar import get, post
+from litestar.datastructures import State
+from litestar.params import JSONBody
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tocsin_server.api._common import (
+    AUTHED,
+    RUNTIME_READ,
+    RUNTIME_WRITE,
+    WITH_BODY,
+    DagId,
+    Identifier,
+    MapIndex,
+    RunId,
+    TaskId,
+    problems,
+)
+from tocsin_server.generated.models import XCom, XComBody
+from tocsin_server.services import xcoms
+
+PATH = "/execution/xcoms/{dag_id:str}/{run_id:str}/{task_id:str}/{key:str}"
+
+
+@get(PATH, operation_id="getXCom", tags=["runtime"], guards=[RUNTIME_READ], responses=problems(*AUTHED, 404))
+async def get_xcom(
+    state: State, dag_id: DagId, run_id: RunId, task_id: TaskId, key: Identifier, map_index: MapIndex = -1
+) -> XCom:
+    return await xcoms.get_xcom(state.reads, xcoms.XComKey(dag_id, run_id, task_id, map_index, key))
+
+
+@post(
+    PATH,
+    operation_id="setXCom",
+    tags=["runtime"],
+    guards=[RUNTIME_WRITE],
+    status_code=201,
+    responses=problems(*WITH_BODY, 404),
+)
+async def set_xcom(
+    db_session: AsyncSession,
+    dag_id: DagId,
+    run_id: RunId,
+    task_id: TaskId,
+    key: Identifier,
+    data: JSONBody[XComBody],
+    map_index: MapIndex = -1,
+) -> XCom:
+    return await xcoms.set_xcom(db_session, xcoms.XComKey(dag_id, run_id, task_id, map_index, key), data)

@@ -1,0 +1,106 @@
+"""The Litestar application."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
+from advanced_alchemy.extensions.litestar.plugins.init.config.asyncio import autocommit_before_send_handler
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+
+from tocsin_server import __version__
+from tocsin_server.api import connections, dag_runs, health, jobs, schema, task_instances, triggers, variables, xcoms
+from tocsin_server.auth import BearerAuthMiddleware
+from tocsin_server.db.engine import create_write_engine
+from tocsin_server.db.reads import create_reads
+from tocsin_server.problems import EXCEPTION_HANDLERS
+from tocsin_server.tokens import TokenAuthority
+from tocsin_server.versioning import LATEST, ApiVersionMiddleware, echo_version
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from tocsin_server.config import Settings
+
+ROUTE_HANDLERS = [
+    health.get_health,
+    health.get_ready,
+    connections.get_connection,
+    connections.list_connections,
+    connections.put_connection,
+    connections.delete_connection,
+    variables.get_variable,
+    variables.put_variable,
+    variables.delete_variable,
+    variables.list_variables,
+    xcoms.get_xcom,
+    xcoms.set_xcom,
+    task_instances.get_task_instance_states,
+    task_instances.update_task_instance_state,
+    task_instances.list_task_instances,
+    task_instances.create_task_instance,
+    task_instances.get_task_instance,
+    dag_runs.get_dag_run_state,
+    dag_runs.list_dag_runs,
+    dag_runs.create_dag_run,
+    jobs.list_jobs,
+    jobs.register_job,
+    jobs.heartbeat_job,
+    jobs.complete_job,
+    triggers.list_triggers,
+    triggers.load_triggers,
+    triggers.get_trigger_workloads,
+    triggers.submit_trigger_event,
+    triggers.submit_trigger_failure,
+    triggers.cleanup_triggers,
+    schema.openapi_json,
+    schema.docs,
+]
+
+
+def create_app(settings: Settings, *, live_schema: bool = False) -> Litestar:
+    """Build the app. ``live_schema=True`` makes Litestar generate its own schema (the contract gate's
+    "live schema"); the published contract is always the hand-written file."""
+    reads = create_reads(settings)
+    authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    db_config = SQLAlchemyAsyncConfig(
+        engine_instance=create_write_engine(settings),
+        before_send_handler=autocommit_before_send_handler,
+        session_dependency_key="db_session",
+        create_all=False,
+    )
+
+    @asynccontextmanager
+    async def hot_reads(_: Litestar) -> AsyncIterator[None]:
+        await reads.start()
+        try:
+            yield
+        finally:
+            await reads.stop()
+
+    return Litestar(
+        route_handlers=ROUTE_HANDLERS,
+        plugins=[SQLAlchemyPlugin(config=db_config)],
+        middleware=[ApiVersionMiddleware(), BearerAuthMiddleware(authority)],
+        before_send=[echo_version],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[hot_reads],
+        state=State(
+            {
+                "reads": reads,
+                "settings": settings,
+                "authority": authority,
+                "dialect": "postgresql" if settings.is_postgres else "sqlite",
+            }
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="tocsin API", version=LATEST, path="/schema") if live_schema else None,
+        debug=False,
+        logging_config=None,
+    )
+
+
+__all__ = ("__version__", "create_app")

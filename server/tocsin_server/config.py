@@ -1,0 +1,135 @@
+"""Settings read once from ``TOCSIN_*`` environment variables and validated at start."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tocsin.db"
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says which variable and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Server settings. Every field has a ``TOCSIN_<NAME>`` environment variable."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    """SQLAlchemy URL: ``sqlite+aiosqlite:///path`` (the default) or ``postgresql+asyncpg://…``."""
+    jwt_secret: str = field(default="", repr=False)
+    """HMAC secret that signs and verifies tokens (at least 32 bytes)."""
+    jwt_issuer: str = "tocsin"
+    """``iss`` claim of issued tokens, required on verification."""
+    jwt_audience: str = "tocsin"
+    """``aud`` claim of issued tokens, required on verification."""
+    max_body_bytes: int = 1_048_576
+    """Largest request body accepted; larger ones get 413."""
+    db_pool_size: int = 10
+    """Connections per server process for the hot read path and for ORM sessions, each."""
+    heartbeat_interval_s: float = 5.0
+    """Seconds between triggerer heartbeats (told to triggerers when they register)."""
+    liveness_threshold_s: float = 30.0
+    """Seconds without a heartbeat after which a job's triggers go to others."""
+    max_capacity: int = 100_000
+    """Cap on the capacity a triggerer may request."""
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    def validate(self) -> Settings:
+        if not (self.is_sqlite or self.is_postgres):
+            msg = (
+                f"TOCSIN_DATABASE_URL={self.database_url!r}: use sqlite+aiosqlite:///PATH "
+                "or postgresql+asyncpg://USER@HOST/DB"
+            )
+            raise ConfigError(msg)
+        if self.is_postgres and not self.database_url.startswith("postgresql+asyncpg://"):
+            msg = "TOCSIN_DATABASE_URL: PostgreSQL needs the asyncpg driver (postgresql+asyncpg://…)"
+            raise ConfigError(msg)
+        if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+            msg = (
+                f"TOCSIN_JWT_SECRET (or TOCSIN_JWT_SECRET_FILE) must hold at least {MIN_SECRET_BYTES} bytes; "
+                "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+            raise ConfigError(msg)
+        for name in ("max_body_bytes", "db_pool_size", "max_capacity"):
+            if getattr(self, name) < 1:
+                msg = f"TOCSIN_{name.upper()} must be at least 1"
+                raise ConfigError(msg)
+        if not 0 < self.heartbeat_interval_s < self.liveness_threshold_s:
+            msg = "TOCSIN_HEARTBEAT_INTERVAL_S must be positive and below TOCSIN_LIVENESS_THRESHOLD_S"
+            raise ConfigError(msg)
+        return self
+
+    def with_secret(self, secret: str) -> Settings:
+        return replace(self, jwt_secret=secret)
+
+
+_DEFAULTS = Settings()
+
+
+def _read(env: Mapping[str, str], name: str, default: str) -> str:
+    return env.get(f"TOCSIN_{name}", default)
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind: type[int] | type[float]) -> float:
+    raw = env.get(f"TOCSIN_{name}")
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        msg = f"TOCSIN_{name}={raw!r} is not a valid {kind.__name__}"
+        raise ConfigError(msg) from None
+
+
+def _secret(env: Mapping[str, str]) -> str:
+    if secret := env.get("TOCSIN_JWT_SECRET"):
+        return secret
+    if path := env.get("TOCSIN_JWT_SECRET_FILE"):
+        try:
+            return Path(path).read_text().strip()
+        except OSError as exc:
+            msg = f"TOCSIN_JWT_SECRET_FILE={path!r} cannot be read: {exc.strerror}"
+            raise ConfigError(msg) from None
+    return ""
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool = True) -> Settings:
+    """Read the settings from the environment; raise ConfigError with a clear message when invalid."""
+    env = os.environ if env is None else env
+    settings = Settings(
+        database_url=_read(env, "DATABASE_URL", DEFAULT_DATABASE_URL),
+        jwt_secret=_secret(env),
+        jwt_issuer=_read(env, "JWT_ISSUER", "tocsin"),
+        jwt_audience=_read(env, "JWT_AUDIENCE", "tocsin"),
+        max_body_bytes=int(_number(env, "MAX_BODY_BYTES", _DEFAULTS.max_body_bytes, int)),
+        db_pool_size=int(_number(env, "DB_POOL_SIZE", _DEFAULTS.db_pool_size, int)),
+        heartbeat_interval_s=_number(env, "HEARTBEAT_INTERVAL_S", _DEFAULTS.heartbeat_interval_s, float),
+        liveness_threshold_s=_number(env, "LIVENESS_THRESHOLD_S", _DEFAULTS.liveness_threshold_s, float),
+        max_capacity=int(_number(env, "MAX_CAPACITY", _DEFAULTS.max_capacity, int)),
+    )
+    if not require_secret and not settings.jwt_secret:
+        settings = settings.with_secret("x" * MIN_SECRET_BYTES)  # only for commands that sign nothing
+    return settings.validate()
+
+
+def ensure_secret_file(path: Path) -> str:
+    """Return the secret stored at ``path``, creating it (mode 0600) when absent. Used by ``standalone``."""
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n")
+    return secret

@@ -1,0 +1,57 @@
+"""Engines: an ORM engine for writes and admin reads, and a lean path for the hot runtime reads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+    from tocsin_server.config import Settings
+
+
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_write_engine(settings: Settings) -> AsyncEngine:
+    """The ORM engine. On SQLite every transaction is ``BEGIN IMMEDIATE``: writers queue on the database
+    lock up front instead of failing when a read lock cannot be upgraded (SQLAlchemy's documented recipe)."""
+    if settings.is_sqlite:
+        engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+            _sqlite_pragmas(dbapi_connection, record)
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=False,
+    )
+
+
+def create_read_engine(settings: Settings) -> AsyncEngine:
+    """SQLite only: a separate engine whose connections read in autocommit, never taking the write lock."""
+    engine = create_async_engine(
+        settings.database_url,
+        connect_args={"timeout": 30},
+        isolation_level="AUTOCOMMIT",
+    )
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine

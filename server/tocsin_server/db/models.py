@@ -1,0 +1,189 @@
+"""ORM models of every table (DESIGN.md section 2). Alembic migrations in ``migrations/`` create them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from advanced_alchemy.types import GUID, DateTimeUTC, JsonB
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; BigInteger elsewhere.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Job(Base):
+    """A triggerer's liveness job."""
+
+    __tablename__ = "job"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    job_type: Mapped[str] = mapped_column(String(30))
+    state: Mapped[str] = mapped_column(String(20))
+    hostname: Mapped[str] = mapped_column(String(253))
+    pid: Mapped[int] = mapped_column(Integer)
+    capacity: Mapped[int] = mapped_column(Integer)
+    start_date: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    end_date: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
+    latest_heartbeat: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    # Bumped on every change of the set of triggers the job holds; the load delta protocol keys on it.
+    assignment_version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (Index("ix_job_state_heartbeat", "state", "latest_heartbeat"),)
+
+
+class Trigger(Base):
+    """A trigger: what to run (classpath + serde kwargs) and which job holds it."""
+
+    __tablename__ = "trigger"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    classpath: Mapped[str] = mapped_column(String(1000))
+    kwargs: Mapped[str] = mapped_column(Text)
+    created_date: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    triggerer_id: Mapped[int | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"), index=True)
+
+
+class DagRun(Base):
+    """A run of a dag; task instances belong to one."""
+
+    __tablename__ = "dag_run"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    state: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+    __table_args__ = (UniqueConstraint("dag_id", "run_id", name="uq_dag_run_dag_id_run_id"),)
+
+
+class TaskInstance(Base):
+    """A task instance, with its deferral while it waits on a trigger."""
+
+    __tablename__ = "task_instance"
+
+    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    task_id: Mapped[str] = mapped_column(String(250))
+    map_index: Mapped[int] = mapped_column(Integer, default=-1)
+    try_number: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[str] = mapped_column(String(20))
+    trigger_id: Mapped[int | None] = mapped_column(ForeignKey("trigger.id", ondelete="SET NULL"), index=True)
+    trigger_timeout: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), index=True)
+    next_method: Mapped[str | None] = mapped_column(String(1000))
+    next_kwargs: Mapped[dict[str, Any] | None] = mapped_column(JsonB)
+    start_from_trigger: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("dag_id", "run_id", "task_id", "map_index", name="uq_task_instance_key"),
+        ForeignKeyConstraint(
+            ["dag_id", "run_id"],
+            ["dag_run.dag_id", "dag_run.run_id"],
+            ondelete="CASCADE",
+            name="fk_task_instance_dag_run",
+        ),
+    )
+
+
+class Connection(Base):
+    """A connection to an external system."""
+
+    __tablename__ = "connection"
+
+    conn_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    conn_type: Mapped[str] = mapped_column(String(100))
+    host: Mapped[str | None] = mapped_column(String(500))
+    schema: Mapped[str | None] = mapped_column(String(500))
+    login: Mapped[str | None] = mapped_column(String(500))
+    password: Mapped[str | None] = mapped_column(Text)
+    port: Mapped[int | None] = mapped_column(Integer)
+    extra: Mapped[str | None] = mapped_column(Text)
+
+
+class Variable(Base):
+    """A key/value variable."""
+
+    __tablename__ = "variable"
+
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class XCom(Base):
+    """A JSON value a task instance pushed under a key."""
+
+    __tablename__ = "xcom"
+
+    dag_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    map_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    # JSON text as received: a hot read returns it without re-encoding.
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class AssetWatcher(Base):
+    """A trigger that feeds an asset."""
+
+    __tablename__ = "asset_watcher"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    asset_name: Mapped[str] = mapped_column(String(1000))
+    trigger_id: Mapped[int] = mapped_column(ForeignKey("trigger.id", ondelete="CASCADE"), index=True)
+
+
+class AssetEvent(Base):
+    """What a fired event produced for an asset watcher."""
+
+    __tablename__ = "asset_event"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    asset_name: Mapped[str] = mapped_column(String(1000))
+    watcher_id: Mapped[int | None] = mapped_column(ForeignKey("asset_watcher.id", ondelete="SET NULL"))
+    trigger_id: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any] | list[Any] | None] = mapped_column(JsonB)
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class TriggerEvent(Base):
+    """An event received from a triggerer; makes event submission idempotent."""
+
+    __tablename__ = "trigger_event"
+
+    trigger_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    task_instances_resumed: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,30 @@
+"""Domain errors. Services raise these; ``tocsin_server.problems`` maps them to HTTP in one place.
+
+ServiceError
+ ├── NotFoundError      the named thing does not exist
+ ├── ConflictError      the request conflicts with the current state
+ └── InvalidError       the request is well-formed but not acceptable (names the field)
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """The service could not do what was asked."""
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        self.field = field
+        super().__init__(self.message)
+
+
+class NotFoundError(ServiceError):
+    """Not found."""
+
+
+class ConflictError(ServiceError):
+    """The request conflicts with the current state."""
+
+
+class InvalidError(ServiceError):
+    """The request is not acceptable."""

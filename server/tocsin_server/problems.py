@@ -1,0 +1,119 @@
+"""The one place where errors become RFC 9457 ``application/problem+json`` responses."""
+
+from __future__ import annotations
+
+import logging
+import re
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+from litestar import Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from tocsin_server.errors import ConflictError, InvalidError, NotFoundError, ServiceError
+from tocsin_server.generated.models import FieldError, Problem
+from tocsin_server.versioning import UnsupportedVersionError
+
+if TYPE_CHECKING:
+    from litestar import Request
+    from litestar.types import ExceptionHandlersMap
+
+PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+_TYPE_PREFIX: Final = "urn:tocsin:problem:"
+_FIELD_IN_MESSAGE: Final = re.compile(r"field `(?P<name>[^`]+)`")
+_log = logging.getLogger("tocsin.server")
+
+_SERVICE_STATUS: Final[dict[type[ServiceError], int]] = {
+    NotFoundError: 404,
+    ConflictError: 409,
+    InvalidError: 422,
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    request: Request[Any, Any, Any],
+    kind: str | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[Problem]:
+    phrase = HTTPStatus(status).phrase
+    body = Problem(
+        type=f"{_TYPE_PREFIX}{kind or phrase.lower().replace(' ', '-')}",
+        title=phrase,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        errors=errors if errors is not None else msgspec.UNSET,
+        **extra,
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _validation_errors(exc: ValidationException) -> tuple[int, list[FieldError]]:
+    """Litestar reports msgspec's first error; name the field even when msgspec only names it in prose."""
+    items = exc.extra if isinstance(exc.extra, list) else []
+    errors: list[FieldError] = []
+    status = 400
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", exc.detail))
+        key = str(item.get("key", ""))
+        raw_source = item.get("source", "body")
+        source = str(getattr(raw_source, "value", raw_source))
+        if key in ("", "data") and (found := _FIELD_IN_MESSAGE.search(message)):
+            key = found.group("name")
+        elif key == "data":
+            key = "body"
+        if source == "body":
+            status = 422  # well-formed JSON that does not fit the schema
+        errors.append(FieldError(key=key or "body", message=message, source=source))
+    if "malformed" in exc.detail.lower():
+        status = 400
+        errors = errors or [FieldError(key="body", message=exc.detail, source="body")]
+    return status, errors
+
+
+def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    status, errors = _validation_errors(exc)
+    return problem(status, exc.detail, request=request, kind="validation", errors=errors)
+
+
+def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    return problem(exc.status_code, exc.detail, request=request, headers=exc.headers)
+
+
+def _on_service(request: Request[Any, Any, Any], exc: ServiceError) -> Response[Problem]:
+    if isinstance(exc, UnsupportedVersionError):
+        return problem(
+            400,
+            exc.message,
+            request=request,
+            kind="unsupported-version",
+            errors=[FieldError(key=exc.field or "", message=exc.message, source="header")],
+            supported_versions=list(exc.supported_versions),
+        )
+    status = next((code for kind, code in _SERVICE_STATUS.items() if isinstance(exc, kind)), 400)
+    errors = [FieldError(key=exc.field, message=exc.message)] if exc.field else None
+    return problem(status, exc.message, request=request, errors=errors)
+
+
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    _log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(HTTP_500_INTERNAL_SERVER_ERROR, "the server failed; the error is logged", request=request)
+
+
+EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
+    ValidationException: _on_validation,
+    HTTPException: _on_http,
+    ServiceError: _on_service,
+    Exception: _on_unexpected,
+}
+
+__all__ = ("EXCEPTION_HANDLERS", "PROBLEM_MEDIA_TYPE", "problem")

@@ -1,0 +1,72 @@
+"""Connections: hot reads by id, admin writes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from msgspec import UNSET
+from sqlalchemy import func, select
+
+from tocsin_server.db import models as m
+from tocsin_server.db.reads import GET_CONNECTION, Reads
+from tocsin_server.errors import NotFoundError
+from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionList
+from tocsin_server.services._db import upsert
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+_FIELDS = ("host", "schema", "login", "password", "port", "extra")
+
+
+def _not_found(conn_id: str) -> NotFoundError:
+    return NotFoundError(f"connection {conn_id!r} does not exist", field="conn_id")
+
+
+async def get_connection(reads: Reads, conn_id: str) -> Connection:
+    row = await reads.fetch_one(GET_CONNECTION, {"conn_id": conn_id})
+    if row is None:
+        raise _not_found(conn_id)
+    return Connection(
+        conn_id=row[0],
+        conn_type=row[1],
+        host=row[2],
+        schema=row[3],
+        login=row[4],
+        password=row[5],
+        port=row[6],
+        extra=row[7],
+    )
+
+
+def _to_model(row: m.Connection, *, with_password: bool) -> Connection:
+    return Connection(
+        conn_id=row.conn_id,
+        conn_type=row.conn_type,
+        host=row.host,
+        schema=row.schema,
+        login=row.login,
+        password=row.password if with_password else None,
+        port=row.port,
+        extra=row.extra,
+    )
+
+
+async def put_connection(session: AsyncSession, conn_id: str, body: ConnectionBody) -> Connection:
+    values: dict[str, Any] = {name: getattr(body, name) for name in _FIELDS}
+    values = {name: (None if value is UNSET else value) for name, value in values.items()}
+    await upsert(session, m.Connection, {"conn_id": conn_id, "conn_type": body.conn_type, **values})
+    return Connection(conn_id=conn_id, conn_type=body.conn_type, **values)
+
+
+async def delete_connection(session: AsyncSession, conn_id: str) -> None:
+    row = await session.get(m.Connection, conn_id)
+    if row is None:
+        raise _not_found(conn_id)
+    await session.delete(row)
+
+
+async def list_connections(session: AsyncSession, *, limit: int, offset: int) -> ConnectionList:
+    total = await session.scalar(select(func.count()).select_from(m.Connection))
+    rows = await session.scalars(select(m.Connection).order_by(m.Connection.conn_id).limit(limit).offset(offset))
+    return ConnectionList(connections=[_to_model(r, with_password=False) for r in rows], total=total or 0)

@@ -1,0 +1,24 @@
+"""Readiness: the database answers and its schema is at the latest migration."""
+
+from __future__ import annotations
+
+from tocsin_server.db.migrate import head_revision
+from tocsin_server.db.reads import GET_MIGRATION, Reads
+
+
+class NotReadyError(Exception):
+    """The server is not ready."""
+
+
+async def check(reads: Reads, *, dialect: str) -> tuple[str, str]:
+    try:
+        row = await reads.fetch_one(GET_MIGRATION, {})
+    except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"
+        msg = f"the database is unreachable or not migrated ({type(exc).__name__}): run `tocsin db upgrade`"
+        raise NotReadyError(msg) from None
+    revision = None if row is None else str(row[0])
+    head = head_revision()
+    if revision != head:
+        msg = f"the database schema is at {revision or 'no revision'}, not {head}: run `tocsin db upgrade`"
+        raise NotReadyError(msg)
+    return dialect, revision
