@@ -5,17 +5,18 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
-from advanced_alchemy.extensions.litestar.plugins.init.config.asyncio import autocommit_before_send_handler
 from litestar import Litestar
 from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from tocsin_server import __version__
+from tocsin_server.allow_header import complete_allow_header
 from tocsin_server.api import connections, dag_runs, health, jobs, schema, task_instances, triggers, variables, xcoms
 from tocsin_server.auth import BearerAuthMiddleware
 from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.reads import create_reads
+from tocsin_server.db.transactions import create_sessionmaker, provide_transaction
 from tocsin_server.problems import EXCEPTION_HANDLERS
 from tocsin_server.tokens import TokenAuthority
 from tocsin_server.versioning import LATEST, ApiVersionMiddleware, echo_version
@@ -66,31 +67,28 @@ def create_app(settings: Settings, *, live_schema: bool = False) -> Litestar:
     "live schema"); the published contract is always the hand-written file."""
     reads = create_reads(settings)
     authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
-    db_config = SQLAlchemyAsyncConfig(
-        engine_instance=create_write_engine(settings),
-        before_send_handler=autocommit_before_send_handler,
-        session_dependency_key="db_session",
-        create_all=False,
-    )
+    engine = create_write_engine(settings)
 
     @asynccontextmanager
-    async def hot_reads(_: Litestar) -> AsyncIterator[None]:
+    async def databases(_: Litestar) -> AsyncIterator[None]:
         await reads.start()
         try:
             yield
         finally:
             await reads.stop()
+            await engine.dispose()
 
     return Litestar(
         route_handlers=ROUTE_HANDLERS,
-        plugins=[SQLAlchemyPlugin(config=db_config)],
+        dependencies={"db_session": Provide(provide_transaction)},
         middleware=[ApiVersionMiddleware(), BearerAuthMiddleware(authority)],
-        before_send=[echo_version],
+        before_send=[echo_version, complete_allow_header],
         exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=[hot_reads],
+        lifespan=[databases],
         state=State(
             {
                 "reads": reads,
+                "sessionmaker": create_sessionmaker(engine),
                 "settings": settings,
                 "authority": authority,
                 "dialect": "postgresql" if settings.is_postgres else "sqlite",

@@ -31,6 +31,9 @@ class BearerAuthMiddleware(ASGIMiddleware):
         self.authority = authority
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if cast("dict[str, Any]", scope).get("method") == "OPTIONS":
+            await next_app(scope, receive, send)  # Litestar's automatic OPTIONS answer reveals nothing
+            return
         token = _bearer(scope)
         if token is None:
             msg = "this operation needs a bearer token (Authorization: Bearer <token>)"

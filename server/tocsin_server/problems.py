@@ -11,6 +11,7 @@ import msgspec
 from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DataError
 
 from tocsin_server.errors import ConflictError, InvalidError, NotFoundError, ServiceError
 from tocsin_server.generated.models import FieldError, Problem
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 _TYPE_PREFIX: Final = "urn:tocsin:problem:"
 _FIELD_IN_MESSAGE: Final = re.compile(r"field `(?P<name>[^`]+)`")
+_MISSING_PARAMETER: Final = re.compile(r"Missing required (?P<source>\w+) parameter '(?P<name>[^']+)'")
 _log = logging.getLogger("tocsin.server")
 
 _SERVICE_STATUS: Final[dict[type[ServiceError], int]] = {
@@ -67,6 +69,9 @@ def _validation_errors(exc: ValidationException) -> tuple[int, list[FieldError]]
         key = str(item.get("key", ""))
         raw_source = item.get("source", "body")
         source = str(getattr(raw_source, "value", raw_source))
+        if message == "'data'":  # Litestar's KeyError text when there is no body at all
+            errors.append(FieldError(key="body", message="the request needs a JSON body", source="body"))
+            continue
         if key in ("", "data") and (found := _FIELD_IN_MESSAGE.search(message)):
             key = found.group("name")
         elif key == "data":
@@ -74,6 +79,15 @@ def _validation_errors(exc: ValidationException) -> tuple[int, list[FieldError]]
         if source == "body":
             status = 422  # well-formed JSON that does not fit the schema
         errors.append(FieldError(key=key or "body", message=message, source=source))
+    if not errors and (missing := _MISSING_PARAMETER.search(exc.detail)):
+        name = missing.group("name")
+        errors = [
+            FieldError(
+                key=name,
+                message=f"the {missing.group('source')} parameter {name!r} is required",
+                source=missing.group("source"),
+            )
+        ]
     if "malformed" in exc.detail.lower():
         status = 400
         errors = errors or [FieldError(key="body", message=exc.detail, source="body")]
@@ -104,6 +118,12 @@ def _on_service(request: Request[Any, Any, Any], exc: ServiceError) -> Response[
     return problem(status, exc.message, request=request, errors=errors)
 
 
+def _on_data_error(request: Request[Any, Any, Any], exc: DataError) -> Response[Problem]:
+    """A value passed validation but the database refused it (out of range, not representable)."""
+    _log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+    return problem(422, "a value in the request cannot be stored", request=request, kind="unstorable-value")
+
+
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     _log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "the server failed; the error is logged", request=request)
@@ -113,6 +133,7 @@ EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     ValidationException: _on_validation,
     HTTPException: _on_http,
     ServiceError: _on_service,
+    DataError: _on_data_error,
     Exception: _on_unexpected,
 }
 

@@ -14,8 +14,20 @@ from typing import Any
 HTTP_METHODS = ("get", "put", "post", "patch", "delete", "head", "options")
 VERSION_HEADER = "tocsin-api-version"
 _DROPPED_KEYS = frozenset(
-    {"title", "description", "summary", "examples", "example", "deprecated", "operationId", "tags", "default",
-     "discriminator", "externalDocs", "contentEncoding"}
+    {
+        "title",
+        "description",
+        "summary",
+        "examples",
+        "example",
+        "deprecated",
+        "operationId",
+        "tags",
+        "default",
+        "discriminator",
+        "externalDocs",
+        "contentEncoding",
+    }
 )
 # int32/int64 only document the size of an integer; Litestar never writes them and the Python type is int.
 _KEPT_FORMATS = frozenset({"uuid", "date-time", "date", "time", "duration", "binary", "byte"})
@@ -84,7 +96,7 @@ def normalize_schema(schema: Any) -> Any:
             continue
         if key == "allOf" and len(value) == 1:
             # Litestar wraps an annotated enum or struct field as a one-element allOf; it means the same.
-            merged = {**normalize_schema(value[0]), **{k: v for k, v in out.items()}}
+            merged = {**normalize_schema(value[0]), **out}
             out.clear()
             out.update(merged)
             continue
@@ -176,7 +188,9 @@ def reduce_document(document: dict[str, Any]) -> dict[str, Any]:
                 }
             for status, response in operation.get("responses", {}).items():
                 reduced["responses"][str(status)] = {
-                    "content": {ct: normalize_schema(c.get("schema", {})) for ct, c in response.get("content", {}).items()},
+                    "content": {
+                        ct: normalize_schema(c.get("schema", {})) for ct, c in response.get("content", {}).items()
+                    },
                 }
             operations[f"{method.upper()} {path}"] = reduced
     return operations

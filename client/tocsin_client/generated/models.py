@@ -151,11 +151,18 @@ class ConnectionBody(Struct, kw_only=True):
             examples=["postgres"],
             max_length=100,
             min_length=1,
+            pattern="^[^\\u0000]*$",
         ),
     ]
     host: (
         Annotated[
-            str, Meta(description="The host.", examples=["db.internal"], max_length=500)
+            str,
+            Meta(
+                description="The host.",
+                examples=["db.internal"],
+                max_length=500,
+                pattern="^[^\\u0000]*$",
+            ),
         ]
         | None
         | UnsetType
@@ -167,19 +174,34 @@ class ConnectionBody(Struct, kw_only=True):
                 description="The schema or database.",
                 examples=["analytics"],
                 max_length=500,
+                pattern="^[^\\u0000]*$",
             ),
         ]
         | None
         | UnsetType
     ) = UNSET
     login: (
-        Annotated[str, Meta(description="The user.", examples=["etl"], max_length=500)]
+        Annotated[
+            str,
+            Meta(
+                description="The user.",
+                examples=["etl"],
+                max_length=500,
+                pattern="^[^\\u0000]*$",
+            ),
+        ]
         | None
         | UnsetType
     ) = UNSET
     password: (
         Annotated[
-            str, Meta(description="The password.", examples=["s3cret"], max_length=5000)
+            str,
+            Meta(
+                description="The password.",
+                examples=["s3cret"],
+                max_length=5000,
+                pattern="^[^\\u0000]*$",
+            ),
         ]
         | None
         | UnsetType
@@ -196,6 +218,7 @@ class ConnectionBody(Struct, kw_only=True):
                 description="Extra settings, usually a JSON string.",
                 examples=['{"sslmode": "require"}'],
                 max_length=65536,
+                pattern="^[^\\u0000]*$",
             ),
         ]
         | None
@@ -226,7 +249,13 @@ class Variable(Struct, kw_only=True):
 
 class VariableBody(Struct, kw_only=True):
     value: Annotated[
-        str, Meta(description="The value.", examples=["hello"], max_length=1000000)
+        str,
+        Meta(
+            description="The value.",
+            examples=["hello"],
+            max_length=1000000,
+            pattern="^[^\\u0000]*$",
+        ),
     ]
     description: (
         Annotated[
@@ -235,6 +264,7 @@ class VariableBody(Struct, kw_only=True):
                 description="What the variable is for.",
                 examples=["Said on start"],
                 max_length=5000,
+                pattern="^[^\\u0000]*$",
             ),
         ]
         | None
@@ -729,7 +759,7 @@ class TriggerLoad(Struct, kw_only=True):
     ]
 
 
-TriggerId: TypeAlias = Annotated[int, Meta(ge=1)]
+TriggerId: TypeAlias = Annotated[int, Meta(ge=1, le=9007199254740991)]
 
 
 class WorkloadsBody(Struct, kw_only=True):
@@ -925,14 +955,14 @@ class Problem(Struct, kw_only=True):
         str,
         Meta(
             description="A URI naming the kind of problem.",
-            examples=["https://tocsin.dev/problems/validation"],
+            examples=["urn:tocsin:problem:validation"],
         ),
     ]
     title: Annotated[
         str,
         Meta(
             description="A short summary of the kind of problem.",
-            examples=["Unprocessable Content"],
+            examples=["Unprocessable Entity"],
         ),
     ]
     status: Annotated[

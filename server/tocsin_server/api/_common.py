@@ -5,8 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Final, get_args
 
 import msgspec
+from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
+from litestar.exceptions import ValidationException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import PathParameter, QueryParameter
+from litestar.types import Guard
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tocsin_server.auth import requires
 from tocsin_server.generated.models import DagIdValue, IdentifierValue, Problem, RunIdValue, TaskIdValue
@@ -22,15 +28,22 @@ def constraints(alias: Any) -> dict[str, Any]:
     return {"pattern": meta.pattern, "min_length": meta.min_length, "max_length": meta.max_length}
 
 
+DbSession = NamedDependency[AsyncSession]
+"""The request's transaction: committed before the answer is sent, rolled back on any error."""
+
 Identifier = Annotated[str, PathParameter(**constraints(IdentifierValue))]
 DagId = Annotated[str, PathParameter(**constraints(DagIdValue))]
 RunId = Annotated[str, PathParameter(**constraints(RunIdValue))]
 TaskId = Annotated[str, PathParameter(**constraints(TaskIdValue))]
 DagIdQuery = Annotated[str, QueryParameter(**constraints(DagIdValue))]
 RunIdQuery = Annotated[str, QueryParameter(**constraints(RunIdValue))]
+DagIdFilter = Annotated[str | None, QueryParameter(**constraints(DagIdValue))]
+RunIdFilter = Annotated[str | None, QueryParameter(**constraints(RunIdValue))]
 Limit = Annotated[int, QueryParameter(ge=1, le=1000)]
-Offset = Annotated[int, QueryParameter(ge=0)]
+Offset = Annotated[int, QueryParameter(ge=0, le=1_000_000_000)]
 MapIndex = Annotated[int, QueryParameter(ge=-1, le=1_000_000)]
+MAX_ID: Final = 2**53 - 1
+"""Ids stay within what JSON numbers carry exactly everywhere (JavaScript's safe integers)."""
 
 V2026_11_01: Final = {"since": "2026-11-01"}
 
@@ -50,6 +63,23 @@ _DESCRIPTIONS: Final = {
     501: "The operation is in the contract but not implemented by this server yet.",
     503: "The server cannot serve now (for example, the database is unreachable).",
 }
+
+
+def strict_query(*names: str) -> Guard:
+    """Reject a repeated or literal ``null`` value of single-valued optional query parameters.
+
+    Litestar reads ``?state=null`` as "no filter" for an optional enum and takes the first of repeated values;
+    a client that sent either meant something else, so it gets a 400 naming the parameter.
+    """
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        for name in names:
+            values = connection.query_params.getall(name, [])
+            if len(values) > 1 or "null" in values:
+                msg = f"query parameter {name!r} takes one value from the documented set"
+                raise ValidationException(msg, extra=[{"key": name, "message": msg, "source": "query"}])
+
+    return guard
 
 
 def problems(*codes: int) -> dict[int, ResponseSpec]:

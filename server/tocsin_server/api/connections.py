@@ -5,9 +5,18 @@ from __future__ import annotations
 from litestar import delete, get, put
 from litestar.datastructures import State
 from litestar.params import JSONBody
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from tocsin_server.api._common import ADMIN, AUTHED, RUNTIME_READ, WITH_BODY, Identifier, Limit, Offset, problems
+from tocsin_server.api._common import (
+    ADMIN,
+    AUTHED,
+    RUNTIME_READ,
+    WITH_BODY,
+    DbSession,
+    Identifier,
+    Limit,
+    Offset,
+    problems,
+)
 from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionList
 from tocsin_server.services import connections
 
@@ -24,7 +33,7 @@ async def get_connection(state: State, conn_id: Identifier) -> Connection:
 
 
 @get("/api/v1/connections", operation_id="listConnections", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
-async def list_connections(db_session: AsyncSession, limit: Limit = 100, offset: Offset = 0) -> ConnectionList:
+async def list_connections(db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> ConnectionList:
     return await connections.list_connections(db_session, limit=limit, offset=offset)
 
 
@@ -34,9 +43,9 @@ async def list_connections(db_session: AsyncSession, limit: Limit = 100, offset:
     tags=["admin"],
     guards=[ADMIN],
     status_code=200,
-    responses=problems(*WITH_BODY),
+    responses=problems(*WITH_BODY, 404),
 )
-async def put_connection(db_session: AsyncSession, conn_id: Identifier, data: JSONBody[ConnectionBody]) -> Connection:
+async def put_connection(db_session: DbSession, conn_id: Identifier, data: JSONBody[ConnectionBody]) -> Connection:
     return await connections.put_connection(db_session, conn_id, data)
 
 
@@ -47,5 +56,5 @@ async def put_connection(db_session: AsyncSession, conn_id: Identifier, data: JS
     guards=[ADMIN],
     responses=problems(*AUTHED, 404),
 )
-async def delete_connection(db_session: AsyncSession, conn_id: Identifier) -> None:
+async def delete_connection(db_session: DbSession, conn_id: Identifier) -> None:
     await connections.delete_connection(db_session, conn_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from litestar import get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tocsin_server.api._common import (
     ADMIN,
@@ -13,7 +12,8 @@ from tocsin_server.api._common import (
     RUNTIME_READ,
     WITH_BODY,
     DagId,
-    DagIdQuery,
+    DagIdFilter,
+    DbSession,
     Limit,
     Offset,
     RunId,
@@ -36,8 +36,8 @@ async def get_dag_run_state(state: State, dag_id: DagId, run_id: RunId) -> DagRu
 
 @get("/api/v1/dag-runs", operation_id="listDagRuns", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
 async def list_dag_runs(
-    db_session: AsyncSession,
-    dag_id: DagIdQuery | None = None,
+    db_session: DbSession,
+    dag_id: DagIdFilter = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> DagRunList:
@@ -52,5 +52,5 @@ async def list_dag_runs(
     status_code=201,
     responses=problems(*WITH_BODY, 409),
 )
-async def create_dag_run(db_session: AsyncSession, data: JSONBody[DagRunBody]) -> DagRun:
+async def create_dag_run(db_session: DbSession, data: JSONBody[DagRunBody]) -> DagRun:
     return await dag_runs.create_dag_run(db_session, data)

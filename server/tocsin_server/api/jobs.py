@@ -7,18 +7,28 @@ from typing import Annotated
 from litestar import get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from tocsin_server.api._common import ADMIN, AUTHED, TRIGGERER, V2026_11_01, WITH_BODY, Limit, Offset, problems
+from tocsin_server.api._common import (
+    ADMIN,
+    AUTHED,
+    MAX_ID,
+    TRIGGERER,
+    V2026_11_01,
+    WITH_BODY,
+    DbSession,
+    Limit,
+    Offset,
+    problems,
+)
 from tocsin_server.api._pending import not_implemented
 from tocsin_server.generated.models import Heartbeat, JobList, JobRegistration, JobRegistrationBody
 from tocsin_server.services import jobs
 
-JobId = Annotated[int, PathParameter(ge=1)]
+JobId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 
 
 @get("/api/v1/jobs", operation_id="listJobs", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
-async def list_jobs(state: State, db_session: AsyncSession, limit: Limit = 100, offset: Offset = 0) -> JobList:
+async def list_jobs(state: State, db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> JobList:
     threshold = state.settings.liveness_threshold_s
     return await jobs.list_jobs(db_session, liveness_threshold_s=threshold, limit=limit, offset=offset)
 

@@ -8,7 +8,6 @@ from uuid import UUID
 from litestar import get, patch, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tocsin_server.api._common import (
     ADMIN,
@@ -16,11 +15,15 @@ from tocsin_server.api._common import (
     RUNTIME_READ,
     RUNTIME_WRITE,
     WITH_BODY,
+    DagIdFilter,
     DagIdQuery,
+    DbSession,
     Limit,
     Offset,
+    RunIdFilter,
     RunIdQuery,
     problems,
+    strict_query,
 )
 from tocsin_server.generated.models import (
     TaskInstance,
@@ -59,7 +62,7 @@ async def get_task_instance_states(
     responses=problems(*WITH_BODY, 404, 409),
 )
 async def update_task_instance_state(
-    db_session: AsyncSession, task_instance_id: TaskInstanceId, data: JSONBody[TaskInstanceStateUpdate]
+    db_session: DbSession, task_instance_id: TaskInstanceId, data: JSONBody[TaskInstanceStateUpdate]
 ) -> TaskInstance:
     return await task_instances.update_state(db_session, task_instance_id, data)
 
@@ -68,13 +71,13 @@ async def update_task_instance_state(
     "/api/v1/task-instances",
     operation_id="listTaskInstances",
     tags=["admin"],
-    guards=[ADMIN],
+    guards=[ADMIN, strict_query("state")],
     responses=problems(*AUTHED),
 )
 async def list_task_instances(
-    db_session: AsyncSession,
-    dag_id: DagIdQuery | None = None,
-    run_id: RunIdQuery | None = None,
+    db_session: DbSession,
+    dag_id: DagIdFilter = None,
+    run_id: RunIdFilter = None,
     ti_state: Annotated[TaskInstanceStateName | None, QueryParameter(name="state")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -92,7 +95,7 @@ async def list_task_instances(
     status_code=201,
     responses=problems(*WITH_BODY, 404, 409),
 )
-async def create_task_instance(db_session: AsyncSession, data: JSONBody[TaskInstanceBody]) -> TaskInstance:
+async def create_task_instance(db_session: DbSession, data: JSONBody[TaskInstanceBody]) -> TaskInstance:
     return await task_instances.create_task_instance(db_session, data)
 
 
@@ -103,5 +106,5 @@ async def create_task_instance(db_session: AsyncSession, data: JSONBody[TaskInst
     guards=[ADMIN],
     responses=problems(*AUTHED, 404),
 )
-async def get_task_instance(db_session: AsyncSession, task_instance_id: TaskInstanceId) -> TaskInstance:
+async def get_task_instance(db_session: DbSession, task_instance_id: TaskInstanceId) -> TaskInstance:
     return await task_instances.get_task_instance(db_session, task_instance_id)

@@ -6,9 +6,18 @@ from typing import Annotated
 
 from litestar import get, post
 from litestar.params import JSONBody, PathParameter
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from tocsin_server.api._common import ADMIN, AUTHED, V2026_11_01, WITH_BODY, Limit, Offset, problems
+from tocsin_server.api._common import (
+    ADMIN,
+    AUTHED,
+    MAX_ID,
+    V2026_11_01,
+    WITH_BODY,
+    DbSession,
+    Limit,
+    Offset,
+    problems,
+)
 from tocsin_server.api._pending import not_implemented
 from tocsin_server.generated.models import (
     CleanupResult,
@@ -24,11 +33,11 @@ from tocsin_server.generated.models import (
 )
 from tocsin_server.services import triggers
 
-TriggerId = Annotated[int, PathParameter(ge=1)]
+TriggerId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 
 
 @get("/api/v1/triggers", operation_id="listTriggers", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
-async def list_triggers(db_session: AsyncSession, limit: Limit = 100, offset: Offset = 0) -> TriggerList:
+async def list_triggers(db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> TriggerList:
     return await triggers.list_triggers(db_session, limit=limit, offset=offset)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from litestar import delete, get, put
 from litestar.datastructures import State
 from litestar.params import JSONBody
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tocsin_server.api._common import (
     ADMIN,
@@ -13,6 +12,7 @@ from tocsin_server.api._common import (
     RUNTIME_READ,
     RUNTIME_WRITE,
     WITH_BODY,
+    DbSession,
     Identifier,
     Limit,
     Offset,
@@ -39,9 +39,9 @@ async def get_variable(state: State, key: Identifier) -> Variable:
     tags=["runtime"],
     guards=[RUNTIME_WRITE],
     status_code=200,
-    responses=problems(*WITH_BODY),
+    responses=problems(*WITH_BODY, 404),
 )
-async def put_variable(db_session: AsyncSession, key: Identifier, data: JSONBody[VariableBody]) -> Variable:
+async def put_variable(db_session: DbSession, key: Identifier, data: JSONBody[VariableBody]) -> Variable:
     return await variables.put_variable(db_session, key, data)
 
 
@@ -52,10 +52,10 @@ async def put_variable(db_session: AsyncSession, key: Identifier, data: JSONBody
     guards=[RUNTIME_WRITE],
     responses=problems(*AUTHED, 404),
 )
-async def delete_variable(db_session: AsyncSession, key: Identifier) -> None:
+async def delete_variable(db_session: DbSession, key: Identifier) -> None:
     await variables.delete_variable(db_session, key)
 
 
 @get("/api/v1/variables", operation_id="listVariables", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
-async def list_variables(db_session: AsyncSession, limit: Limit = 100, offset: Offset = 0) -> VariableList:
+async def list_variables(db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> VariableList:
     return await variables.list_variables(db_session, limit=limit, offset=offset)

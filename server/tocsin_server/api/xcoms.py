@@ -5,7 +5,6 @@ from __future__ import annotations
 from litestar import get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tocsin_server.api._common import (
     AUTHED,
@@ -13,6 +12,7 @@ from tocsin_server.api._common import (
     RUNTIME_WRITE,
     WITH_BODY,
     DagId,
+    DbSession,
     Identifier,
     MapIndex,
     RunId,
@@ -41,7 +41,7 @@ async def get_xcom(
     responses=problems(*WITH_BODY, 404),
 )
 async def set_xcom(
-    db_session: AsyncSession,
+    db_session: DbSession,
     dag_id: DagId,
     run_id: RunId,
     task_id: TaskId,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
-from advanced_alchemy.types import GUID, DateTimeUTC, JsonB
+from advanced_alchemy.types import GUID, DateTimeUTC
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -98,7 +97,8 @@ class TaskInstance(Base):
     trigger_id: Mapped[int | None] = mapped_column(ForeignKey("trigger.id", ondelete="SET NULL"), index=True)
     trigger_timeout: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), index=True)
     next_method: Mapped[str | None] = mapped_column(String(1000))
-    next_kwargs: Mapped[dict[str, Any] | None] = mapped_column(JsonB)
+    # JSON text exactly as stored: an event's payload is spliced in without ever being decoded.
+    next_kwargs: Mapped[str | None] = mapped_column(Text)
     start_from_trigger: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
 
@@ -173,7 +173,7 @@ class AssetEvent(Base):
     watcher_id: Mapped[int | None] = mapped_column(ForeignKey("asset_watcher.id", ondelete="SET NULL"))
     trigger_id: Mapped[int] = mapped_column(BigInteger)
     event_id: Mapped[str] = mapped_column(String(100))
-    payload: Mapped[dict[str, Any] | list[Any] | None] = mapped_column(JsonB)
+    payload: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
 
 

@@ -156,11 +156,18 @@ class ConnectionBody(Struct, kw_only=True):
             examples=["postgres"],
             max_length=100,
             min_length=1,
+            pattern="^[^\\u0000]*$",
         ),
     ]
     host: (
         Annotated[
-            str, Meta(description="The host.", examples=["db.internal"], max_length=500)
+            str,
+            Meta(
+                description="The host.",
+                examples=["db.internal"],
+                max_length=500,
+                pattern="^[^\\u0000]*$",
+            ),
         ]
         | None
         | UnsetType
@@ -172,19 +179,34 @@ class ConnectionBody(Struct, kw_only=True):
                 description="The schema or database.",
                 examples=["analytics"],
                 max_length=500,
+                pattern="^[^\\u0000]*$",
             ),
         ]
         | None
         | UnsetType
     ) = UNSET
     login: (
-        Annotated[str, Meta(description="The user.", examples=["etl"], max_length=500)]
+        Annotated[
+            str,
+            Meta(
+                description="The user.",
+                examples=["etl"],
+                max_length=500,
+                pattern="^[^\\u0000]*$",
+            ),
+        ]
         | None
         | UnsetType
     ) = UNSET
     password: (
         Annotated[
-            str, Meta(description="The password.", examples=["s3cret"], max_length=5000)
+            str,
+            Meta(
+                description="The password.",
+                examples=["s3cret"],
+                max_length=5000,
+                pattern="^[^\\u0000]*$",
+            ),
         ]
         | None
         | UnsetType
@@ -201,6 +223,7 @@ class ConnectionBody(Struct, kw_only=True):
                 description="Extra settings, usually a JSON string.",
                 examples=['{"sslmode": "require"}'],
                 max_length=65536,
+                pattern="^[^\\u0000]*$",
             ),
         ]
         | None
@@ -231,7 +254,13 @@ class Variable(Struct, kw_only=True):
 
 class VariableBody(Struct, kw_only=True):
     value: Annotated[
-        str, Meta(description="The value.", examples=["hello"], max_length=1000000)
+        str,
+        Meta(
+            description="The value.",
+            examples=["hello"],
+            max_length=1000000,
+            pattern="^[^\\u0000]*$",
+        ),
     ]
     description: (
         Annotated[
@@ -240,6 +269,7 @@ class VariableBody(Struct, kw_only=True):
                 description="What the variable is for.",
                 examples=["Said on start"],
                 max_length=5000,
+                pattern="^[^\\u0000]*$",
             ),
         ]
         | None
@@ -734,7 +764,7 @@ class TriggerLoad(Struct, kw_only=True):
     ]
 
 
-TriggerId: TypeAlias = Annotated[int, Meta(ge=1)]
+TriggerId: TypeAlias = Annotated[int, Meta(ge=1, le=9007199254740991)]
 
 
 class WorkloadsBody(Struct, kw_only=True):
@@ -930,14 +960,14 @@ class Problem(Struct, kw_only=True):
         str,
         Meta(
             description="A URI naming the kind of problem.",
-            examples=["https://tocsin.dev/problems/validation"],
+            examples=["urn:tocsin:problem:validation"],
         ),
     ]
     title: Annotated[
         str,
         Meta(
             description="A short summary of the kind of problem.",
-            examples=["Unprocessable Content"],
+            examples=["Unprocessable Entity"],
         ),
     ]
     status: Annotated[

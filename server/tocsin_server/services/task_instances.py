@@ -24,6 +24,7 @@ from tocsin_server.generated.models import (
     TaskInstanceStateUpdate,
 )
 from tocsin_server.services._db import flush_or_conflict
+from tocsin_server.services._json import raw_json
 from tocsin_server.services._time import utcnow
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def to_model(row: m.TaskInstance) -> TaskInstance:
         trigger_id=row.trigger_id,
         trigger_timeout=row.trigger_timeout,
         next_method=row.next_method,
-        next_kwargs=row.next_kwargs,
+        next_kwargs=None if row.next_kwargs is None else raw_json(row.next_kwargs),
     )
 
 
@@ -153,7 +154,7 @@ async def update_state(
         await session.flush()
         row.trigger_id = trigger.id
         row.next_method = update.next_method
-        row.next_kwargs = {} if update.next_kwargs is UNSET else update.next_kwargs
+        row.next_kwargs = msgspec.json.encode({} if update.next_kwargs is UNSET else update.next_kwargs).decode()
         timeout = update.trigger_timeout
         row.trigger_timeout = None if timeout is UNSET or timeout is None else now + timedelta(seconds=timeout)
     elif row.state == S.deferred:

@@ -12,6 +12,7 @@ from tocsin_server.db.reads import GET_XCOM, Reads
 from tocsin_server.errors import NotFoundError
 from tocsin_server.generated.models import XCom, XComBody
 from tocsin_server.services._db import upsert
+from tocsin_server.services._json import raw_json
 from tocsin_server.services._time import utcnow
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ async def get_xcom(reads: Reads, ref: XComKey) -> XCom:
     if row is None:
         msg = f"no XCom {ref.key!r} for {ref.dag_id}/{ref.run_id}/{ref.task_id}[{ref.map_index}]"
         raise NotFoundError(msg, field="key")
-    return XCom(key=row[0], value=msgspec.Raw(row[1].encode()))
+    return XCom(key=row[0], value=raw_json(row[1]))
 
 
 async def set_xcom(session: AsyncSession, ref: XComKey, body: XComBody) -> XCom:

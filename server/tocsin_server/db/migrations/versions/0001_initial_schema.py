@@ -8,7 +8,7 @@ Create Date: 2026-11-28 18:59:52.948361
 from __future__ import annotations
 
 import sqlalchemy as sa
-from advanced_alchemy.types import GUID, DateTimeUTC, JsonB
+from advanced_alchemy.types import GUID, DateTimeUTC
 from alembic import op
 
 revision = "0001"
@@ -162,7 +162,7 @@ def upgrade() -> None:
         ),
         sa.Column("trigger_timeout", DateTimeUTC(timezone=True), nullable=True),
         sa.Column("next_method", sa.String(length=1000), nullable=True),
-        sa.Column("next_kwargs", JsonB, nullable=True),
+        sa.Column("next_kwargs", sa.Text(), nullable=True),
         sa.Column("start_from_trigger", sa.Boolean(), nullable=False),
         sa.Column("updated_at", DateTimeUTC(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -204,7 +204,7 @@ def upgrade() -> None:
         ),
         sa.Column("trigger_id", sa.BigInteger(), nullable=False),
         sa.Column("event_id", sa.String(length=100), nullable=False),
-        sa.Column("payload", JsonB, nullable=True),
+        sa.Column("payload", sa.Text(), nullable=True),
         sa.Column("created_at", DateTimeUTC(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["watcher_id"],

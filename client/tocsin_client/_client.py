@@ -1,0 +1,214 @@
+"""``Client`` and ``AsyncClient``: the generated operations, each client over one HTTP connection pool."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Final, Self
+
+import msgspec
+
+from tocsin_client._http import httpx
+from tocsin_client._problem import parse_problem
+from tocsin_client.errors import DecodeError, TransportError, error_for_status
+from tocsin_client.generated.operations import API_VERSION, AsyncOperations, SyncOperations
+
+VERSION_HEADER: Final = "Tocsin-API-Version"
+REFRESH_HEADER: Final = "Refreshed-API-Token"
+DEFAULT_TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
+DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+_ACCEPT: Final = "application/json, application/problem+json"
+# Errors that say the request can never be sent as it is; retrying them only hides a bug.
+_PERMANENT_TRANSPORT_ERRORS: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+
+
+# Building a Decoder costs more than decoding a small body, so build one per type.
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def _decoder(response_type: type[Any]) -> msgspec.json.Decoder[Any]:
+    decoder = _DECODERS.get(response_type)
+    if decoder is None:
+        decoder = _DECODERS[response_type] = msgspec.json.Decoder(response_type)
+    return decoder
+
+
+def _query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Drop absent (None) parameters; a list becomes a repeated parameter."""
+    query: list[tuple[str, str]] = []
+    for name, value in params.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        query.extend((name, _query_value(item)) for item in values if item is not None)
+    return query
+
+
+def _query_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _transport_error(exc: httpx.RequestError, method: str, path: str) -> TransportError:
+    transient = isinstance(exc, httpx.TransportError) and not isinstance(exc, _PERMANENT_TRANSPORT_ERRORS)
+    return TransportError(f"{method} {path}: {type(exc).__name__}: {exc}", transient=transient)
+
+
+class _BaseClient:
+    """What both clients share: headers, the token, and turning a response into a value or an exception."""
+
+    def __init__(self, *, token: str | None, api_version: str) -> None:
+        self._token = token
+        self._api_version = api_version
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token sent with every request; replaced when the server refreshes it."""
+        return self._token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self._token = value
+
+    @property
+    def api_version(self) -> str:
+        """The API version pinned in the ``Tocsin-API-Version`` header."""
+        return self._api_version
+
+    def _headers(self, *, has_body: bool) -> dict[str, str]:
+        headers = {VERSION_HEADER: self._api_version, "Accept": _ACCEPT}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        if has_body:
+            headers["Content-Type"] = "application/json"
+        return headers
+
+    def _request_args(self, params: Mapping[str, Any], body: object | None) -> dict[str, Any]:
+        content = None if body is None else msgspec.json.encode(body)
+        return {"params": _query(params), "content": content, "headers": self._headers(has_body=body is not None)}
+
+    def _handle(
+        self, response: httpx.Response, *, method: str, path: str, expected: int, response_type: type[Any] | None
+    ) -> Any:
+        # Any response may carry a refreshed token, an error as much as a success.
+        if refreshed := response.headers.get(REFRESH_HEADER):
+            self._token = refreshed
+        status = response.status_code
+        if status != expected:
+            problem = parse_problem(status, response.content)
+            raise error_for_status(status)(status, problem, method=method, path=path)
+        if response_type is None:
+            return None
+        try:
+            return _decoder(response_type).decode(response.content)
+        except msgspec.DecodeError as exc:
+            name = getattr(response_type, "__name__", repr(response_type))
+            msg = f"{method} {path}: the {status} body does not fit {name}: {exc}"
+            raise DecodeError(msg) from exc
+
+
+class Client(_BaseClient, SyncOperations):
+    """A blocking client: one method per operation, e.g. ``client.get_variable("greeting")``.
+
+    Args:
+        base_url: Where the API server listens, e.g. ``http://localhost:8080``.
+        token: The bearer token.
+        api_version: The dated API version every request asks for.
+        timeout: Seconds (or an ``httpx.Timeout``) for each request.
+        limits: The connection pool's limits.
+        transport: An httpx transport to send through instead of the network (tests use ``httpx.MockTransport``).
+        verify: TLS verification, as httpx takes it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        api_version: str = API_VERSION,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        super().__init__(token=token, api_version=api_version)
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, limits=limits, transport=transport, verify=verify)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        expected: int,
+        params: dict[str, Any],
+        body: object | None,
+        response_type: type[Any] | None,
+    ) -> Any:
+        try:
+            response = self._http.request(method, path, **self._request_args(params, body))
+        except httpx.RequestError as exc:
+            raise _transport_error(exc, method, path) from exc
+        return self._handle(response, method=method, path=path, expected=expected, response_type=response_type)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClient(_BaseClient, AsyncOperations):
+    """An asyncio client: one coroutine method per operation, e.g. ``await client.get_variable("greeting")``.
+
+    Takes the same arguments as ``Client``; ``transport`` is an ``httpx.AsyncBaseTransport``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        api_version: str = API_VERSION,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        super().__init__(token=token, api_version=api_version)
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=timeout, limits=limits, transport=transport, verify=verify
+        )
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        expected: int,
+        params: dict[str, Any],
+        body: object | None,
+        response_type: type[Any] | None,
+    ) -> Any:
+        try:
+            response = await self._http.request(method, path, **self._request_args(params, body))
+        except httpx.RequestError as exc:
+            raise _transport_error(exc, method, path) from exc
+        return self._handle(response, method=method, path=path, expected=expected, response_type=response_type)
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,114 @@
+"""Layer (a) of the contract gate: the live schema against the hand-written spec, for every version."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from litestar import get
+from tocsin_server.app import ROUTE_HANDLERS, create_app
+from tocsin_server.config import Settings
+from tocsin_server.spec import load_spec
+from tocsin_server.versioning import LATEST, VERSIONS
+
+from tests.contract.allowlist import ALLOWED_DRIFT
+from tests.contract.schema_diff import compare, operations_of
+
+
+def _report(findings: list[Any]) -> str:
+    return "live schema drifted from the spec:\n" + "\n".join(str(f) for f in findings)
+
+
+def test__latest_spec__has_zero_drift(live_schema: dict[str, Any]) -> None:
+    findings = compare(load_spec(LATEST), live_schema, ALLOWED_DRIFT)
+    assert not findings, _report(findings)
+
+
+def test__allowlist_entries_are_all_still_needed(live_schema: dict[str, Any]) -> None:
+    """An entry Litestar no longer needs must go, or it would hide real drift later."""
+    for pattern in ALLOWED_DRIFT:
+        others = {p: r for p, r in ALLOWED_DRIFT.items() if p != pattern}
+        assert compare(load_spec(LATEST), live_schema, others), f"allow-list entry {pattern!r} matches nothing"
+
+
+def _operations_in(version: str) -> set[str]:
+    operations = set()
+    for handler in ROUTE_HANDLERS:
+        if not handler.include_in_schema:
+            continue
+        since = handler.opt.get("since")
+        if since is not None and since > version:
+            continue
+        for path in handler.paths:
+            for method in handler.http_methods:
+                operations.add(f"{method} {path}")
+    return {op.replace(":str}", "}").replace(":int}", "}").replace(":uuid}", "}") for op in operations}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test__each_version_file__has_exactly_the_operations_served_in_it(version: str) -> None:
+    assert operations_of(load_spec(version)) == _operations_in(version)
+
+
+@pytest.mark.parametrize("version", VERSIONS[:-1])
+def test__older_version_operations__match_the_latest_definitions(version: str) -> None:
+    """An operation an older file shares with the latest must not differ (handlers serve the latest)."""
+    older = load_spec(version)
+    latest = {**load_spec(LATEST)}
+    latest["paths"] = {
+        path: {m: op for m, op in item.items() if m in older.get("paths", {}).get(path, {})}
+        for path, item in latest["paths"].items()
+        if path in older["paths"]
+    }
+    assert not compare(older, latest, {}), _report(compare(older, latest, {}))
+
+
+# --- the gate cannot silently pass: injected drift is caught ------------------------------------------------
+
+
+def test__drift__extra_response_field_is_detected(live_schema: dict[str, Any]) -> None:
+    spec = copy.deepcopy(load_spec(LATEST))
+    spec["components"]["schemas"]["Variable"]["properties"]["created_at"] = {"type": "string"}
+    findings = compare(spec, live_schema, ALLOWED_DRIFT)
+    assert any("/properties/created_at" in f.where for f in findings)
+
+
+def test__drift__changed_status_code_is_detected(live_schema: dict[str, Any]) -> None:
+    spec = copy.deepcopy(load_spec(LATEST))
+    operation = spec["paths"]["/execution/variables/{key}"]["put"]
+    operation["responses"]["201"] = operation["responses"].pop("200")
+    findings = compare(spec, live_schema, ALLOWED_DRIFT)
+    assert {f.where for f in findings} >= {
+        "/PUT /execution/variables/{key}/responses/200",
+        "/PUT /execution/variables/{key}/responses/201",
+    }
+
+
+def test__drift__missing_operation_is_detected(live_schema: dict[str, Any]) -> None:
+    live = copy.deepcopy(live_schema)
+    del live["paths"]["/execution/variables/{key}"]["delete"]
+    findings = compare(load_spec(LATEST), live, ALLOWED_DRIFT)
+    assert [f.where for f in findings] == ["/DELETE /execution/variables/{key}"]
+
+
+def test__drift__changed_constraint_and_required_are_detected(live_schema: dict[str, Any]) -> None:
+    spec = copy.deepcopy(load_spec(LATEST))
+    spec["components"]["schemas"]["VariableBody"]["properties"]["value"]["maxLength"] = 10
+    spec["components"]["schemas"]["VariableBody"]["required"] = ["value", "description"]
+    wheres = {f.where for f in compare(spec, live_schema, ALLOWED_DRIFT)}
+    assert "/PUT /execution/variables/{key}/requestBody/content/application/json/properties/value/maxLength" in wheres
+    assert "/PUT /execution/variables/{key}/requestBody/content/application/json/required[1]" in wheres or any(
+        "required" in w for w in wheres
+    )
+
+
+def test__drift__an_extra_route_in_the_app_is_detected() -> None:
+    @get("/execution/surprise", operation_id="surprise")
+    async def surprise() -> None:
+        return None
+
+    app = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:", jwt_secret="x" * 40), live_schema=True)
+    app.register(surprise)
+    findings = compare(load_spec(LATEST), app.openapi_schema.to_schema(), ALLOWED_DRIFT)
+    assert [f.where for f in findings] == ["/GET /execution/surprise"]

@@ -1,0 +1,96 @@
+"""Every operationId has exactly one sync method on Client and one coroutine method on AsyncClient."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import tocsin_client
+from tocsin_client import AsyncClient, Client
+from tocsin_client.generated import operations
+from tocsin_client.generated.operations import OPERATION_IDS, AsyncOperations, SyncOperations
+
+
+def snake_case(operation_id: str) -> str:
+    # An underscore before a capital that follows a lowercase letter or digit: getXCom -> get_xcom.
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", operation_id).lower()
+
+
+def public_methods(cls: type) -> set[str]:
+    return {name for name, member in inspect.getmembers(cls, inspect.isfunction) if not name.startswith("_")}
+
+
+def test__snake_case__splits_on_capitals() -> None:
+    assert snake_case("getXCom") == "get_xcom"
+    assert snake_case("submitTriggerEvent") == "submit_trigger_event"
+
+
+def test__operations__each_operation_id_has_one_sync_method_on_client() -> None:
+    expected = {snake_case(op) for op in OPERATION_IDS}
+
+    assert len(expected) == len(OPERATION_IDS)
+    assert public_methods(SyncOperations) == expected
+    for name in expected:
+        method = getattr(Client, name)
+        assert not inspect.iscoroutinefunction(method), name
+        assert method is getattr(SyncOperations, name), f"Client overrides {name}"
+
+
+def test__operations__each_operation_id_has_one_coroutine_method_on_async_client() -> None:
+    expected = {snake_case(op) for op in OPERATION_IDS}
+
+    assert public_methods(AsyncOperations) == expected
+    for name in expected:
+        assert inspect.iscoroutinefunction(getattr(AsyncClient, name)), name
+
+
+def test__operations__clients_add_no_generated_looking_methods() -> None:
+    generated = {snake_case(op) for op in OPERATION_IDS}
+    hand_written_sync = {"close"}
+    hand_written_async = {"aclose"}
+
+    assert public_methods(Client) == generated | hand_written_sync
+    assert public_methods(AsyncClient) == generated | hand_written_async
+
+
+def test__operations__docstrings_name_their_operation_id() -> None:
+    for op in OPERATION_IDS:
+        name = snake_case(op)
+        assert f"operationId `{op}`" in (getattr(Client, name).__doc__ or "")
+        assert f"operationId `{op}`" in (getattr(AsyncClient, name).__doc__ or "")
+
+
+def test__exported_members__are_pinned() -> None:
+    # Sorted isort-style (constants, classes, functions): ruff's RUF022 keeps it that way.
+    assert set(tocsin_client.__all__) == {
+        "API_VERSION",
+        "APIError",
+        "AsyncClient",
+        "BadRequestError",
+        "Client",
+        "ConflictError",
+        "DecodeError",
+        "ForbiddenError",
+        "NotFoundError",
+        "PayloadTooLargeError",
+        "RateLimitedError",
+        "ServerError",
+        "TocsinError",
+        "TransportError",
+        "UnauthorizedError",
+        "ValidationError",
+        "is_transient",
+    }
+    for name in tocsin_client.__all__:
+        assert getattr(tocsin_client, name) is not None
+    assert tocsin_client.API_VERSION == operations.API_VERSION
+
+
+def test__errors__hierarchy_matches_the_docstring() -> None:
+    from tocsin_client import errors
+
+    for name in ("TransportError", "DecodeError", "APIError"):
+        assert getattr(errors, name).__mro__[1] is errors.TocsinError
+    for name in ("BadRequestError", "NotFoundError", "ValidationError", "RateLimitedError", "ServerError"):
+        assert getattr(errors, name).__mro__[1] is errors.APIError
+        assert name in (errors.__doc__ or "")
