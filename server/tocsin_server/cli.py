@@ -1,4 +1,8 @@
-"""The ``tocsin`` command line."""
+"""The ``tocsin`` command line.
+
+Top-level imports stay minimal: each command imports what it needs, so ``tocsin triggerer`` loads no server
+code beyond this module and no database driver at all.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tocsin_server.config import ConfigError, Settings, ensure_secret_file, load_settings
-from tocsin_server.tokens import SCOPES, TokenAuthority
+from tocsin_server.config import ConfigError  # stdlib-only module
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from tocsin_server.config import Settings
+
+SCOPES = ("admin", "worker", "triggerer")
 
 STANDALONE_SECRET_FILE = "tocsin-jwt-secret"  # noqa: S105 - a file name, not a secret
 _TTL = re.compile(r"^(?P<amount>\d+)(?P<unit>[smhd]?)$")
@@ -36,6 +43,8 @@ def parse_scope(raw: str) -> str:
 
 
 def _issue(settings: Settings, scopes: list[str], ttl_s: int, subject: str) -> str:
+    from tocsin_server.tokens import TokenAuthority  # noqa: PLC0415
+
     authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     return authority.issue(subject, scopes, ttl_s)
 
@@ -59,12 +68,15 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
 
 
 def cmd_api_server(args: argparse.Namespace) -> int:
+    from tocsin_server.config import load_settings  # noqa: PLC0415
+
     settings = load_settings()
     _serve(settings, args.host, args.port, args.workers)
     return 0
 
 
 def cmd_standalone(args: argparse.Namespace) -> int:
+    from tocsin_server.config import ensure_secret_file, load_settings  # noqa: PLC0415
     from tocsin_server.db import migrate  # noqa: PLC0415
 
     secret = os.environ.get("TOCSIN_JWT_SECRET") or ensure_secret_file(Path(STANDALONE_SECRET_FILE))
@@ -82,6 +94,7 @@ def cmd_standalone(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    from tocsin_server.config import load_settings  # noqa: PLC0415
     from tocsin_server.db import migrate  # noqa: PLC0415
 
     url = load_settings(require_secret=False).database_url
@@ -94,6 +107,8 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
+    from tocsin_server.config import load_settings  # noqa: PLC0415
+
     settings = load_settings()
     sys.stdout.write(_issue(settings, args.scope, args.ttl, args.subject) + "\n")
     return 0
