@@ -1,0 +1,65 @@
+"""The ``tocsin`` command line: tokens, migrations and configuration errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import jwt
+import pytest
+
+SECRET = "cli-test-secret-" + "c" * 40
+
+
+def tocsin(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tocsin_server.cli", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test__token_create__prints_the_token_alone() -> None:
+    result = tocsin(
+        "token", "create", "--scope", "admin", "--scope", "worker", "--ttl", "30m", env={"TOCSIN_JWT_SECRET": SECRET}
+    )
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert result.stdout == token + "\n"
+    claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="tocsin")
+    assert claims["scope"] == "admin worker"
+    assert claims["exp"] - claims["iat"] == 1800
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("token", "create", "--scope", "admin"), {"TOCSIN_JWT_SECRET": "short"}, "TOCSIN_JWT_SECRET"),
+        (("token", "create", "--scope", "root"), {"TOCSIN_JWT_SECRET": SECRET}, "choose from admin, worker, triggerer"),
+        (("token", "create", "--scope", "admin", "--ttl", "soon"), {"TOCSIN_JWT_SECRET": SECRET}, "--ttl"),
+        (("db", "current"), {"TOCSIN_DATABASE_URL": "mysql://x/y"}, "TOCSIN_DATABASE_URL"),
+        (("db", "current"), {"TOCSIN_DATABASE_URL": "postgresql://x/y"}, "asyncpg"),
+        (("api-server",), {"TOCSIN_JWT_SECRET": SECRET, "TOCSIN_MAX_BODY_BYTES": "lots"}, "TOCSIN_MAX_BODY_BYTES"),
+    ],
+    ids=["short-secret", "bad-scope", "bad-ttl", "bad-url", "no-driver", "bad-number"],
+)
+def test__bad_configuration__is_a_clear_message(args: tuple[str, ...], env: dict[str, str], message: str) -> None:
+    result = tocsin(*args, env=env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test__db_upgrade_current_downgrade(tmp_path: object) -> None:
+    env = {"TOCSIN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db"}
+    assert tocsin("db", "current", env=env).stdout.strip() == "base (empty)"
+    upgraded = tocsin("db", "upgrade", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    head = upgraded.stdout.strip()
+    assert head != "base (empty)"
+    assert tocsin("db", "current", env=env).stdout.strip() == head
+    assert tocsin("db", "downgrade", "base", env=env).stdout.strip() == "base (empty)"
