@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ssl
 from collections.abc import Mapping
 from types import TracebackType
@@ -69,6 +70,15 @@ class _BaseClient:
     @token.setter
     def token(self, value: str | None) -> None:
         self._token = value
+
+    def with_token(self, token: str | None) -> Self:
+        """A client with its own bearer token over this client's connection pool (closing it closes the pool).
+
+        A triggerer runs thousands of triggers, each with its own task-instance token: one pool serves them all.
+        """
+        clone = copy.copy(self)
+        clone._token = token
+        return clone
 
     @property
     def api_version(self) -> str:

@@ -333,3 +333,20 @@ async def test__async_client__aclose_closes_the_pool() -> None:
     await client.aclose()
     with pytest.raises(RuntimeError):
         await client.get_health()
+
+
+async def test__with_token__shares_the_pool_and_keeps_its_own_token() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(200, json={"status": "ok"}, headers={"Refreshed-API-Token": "ti-2"})
+
+    base = AsyncClient(BASE, token=None, transport=httpx.MockTransport(handler))
+    ti = base.with_token("ti-1")
+    assert ti._http is base._http
+    await ti.get_health()
+    assert seen == ["Bearer ti-1"]
+    assert ti.token == "ti-2"
+    assert base.token is None
+    await base.aclose()
