@@ -1,0 +1,33 @@
+"""The triggerer: a supervisor that speaks HTTP to the API server, and runner processes that run triggers.
+
+It imports nothing from the server and no database driver::
+
+    from tocsin_client.triggerer import Triggerer, TriggererConfig, run
+
+    exit_code = run(TriggererConfig(api_url="http://localhost:8080", token=token, capacity=1000))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tocsin_client.triggerer.config import ConfigError, TriggererConfig
+from tocsin_client.triggerer.supervisor import EXIT_FENCED, EXIT_OK, EXIT_REFUSED, Triggerer
+
+__all__ = ["EXIT_FENCED", "EXIT_OK", "EXIT_REFUSED", "ConfigError", "Triggerer", "TriggererConfig", "run"]
+
+
+def run(config: TriggererConfig) -> int:
+    """Run a triggerer in this process until it stops; returns the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> int:
+        return await Triggerer(config).run()
+
+    try:
+        import uvloop  # noqa: PLC0415
+
+        return uvloop.run(main())
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.run(main())

@@ -1,0 +1,238 @@
+"""``TriggerHost``: runs trigger coroutines on one event loop and reports what they do to a ``Sink``.
+
+Each trigger costs one task and its coroutines: no thread, file descriptor or log handler of its own. A trigger
+that cannot be imported or built, raises, ends without an event, or yields something that cannot be sent ends as
+a reported failure for that trigger alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import importlib
+import inspect
+import logging
+import re
+import time
+import traceback
+import uuid
+from collections.abc import AsyncGenerator, Callable
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
+
+from tocsin_client import serde
+from tocsin_client.triggerer._frames import EventOut, FailureOut
+from tocsin_client.triggers.base import BaseTrigger, TaskEndEvent, TriggerEvent
+from tocsin_client.triggers.runtime import TriggerContext
+
+if TYPE_CHECKING:
+    from tocsin_client._client import AsyncClient
+    from tocsin_client.generated.models import RunTrigger
+
+__all__ = ["CURRENT_TRIGGER", "RunningTrigger", "Sink", "TriggerHost"]
+
+_log = logging.getLogger("tocsin.triggerer.runner")
+_CLASSPATH: Final = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+_MAX_ERROR: Final = 10_000
+_MAX_TRACEBACK_LINES: Final = 1000
+
+
+class RunningTrigger(NamedTuple):
+    """Which trigger the current task runs: read by the log handler and the watchdog."""
+
+    trigger_id: int
+    task_instance_id: str | None
+    try_number: int | None
+
+
+CURRENT_TRIGGER: contextvars.ContextVar[RunningTrigger | None] = contextvars.ContextVar(
+    "tocsin_current_trigger", default=None
+)
+
+
+class Sink(Protocol):
+    """Where a host reports; the runner forwards to its supervisor."""
+
+    def event(self, event: EventOut) -> None: ...
+    def failure(self, failure: FailureOut) -> None: ...
+    def finished(self, trigger_id: int) -> None: ...
+
+
+class TriggerError(Exception):
+    """A trigger could not run; the message is what its task instance is told."""
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+
+
+def _traceback_lines(exc: BaseException) -> list[str]:
+    lines = "".join(traceback.format_exception(exc)).rstrip("\n").split("\n")
+    return lines[-_MAX_TRACEBACK_LINES:]
+
+
+class TriggerHost:
+    """Starts, cancels and watches triggers on the running loop.
+
+    Args:
+        sink: Receives events, failures and the ids of triggers whose coroutine ended.
+        client_factory: Builds the ``AsyncClient`` a trigger's context uses, from its workload token.
+        allowed: serde allowlist patterns for trigger kwargs.
+        cleanup_timeout_s: How long ``cleanup()`` of one trigger may take.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        client_factory: Callable[[str | None], AsyncClient],
+        *,
+        allowed: tuple[str, ...] = ("tocsin_client.*",),
+        cleanup_timeout_s: float = 5.0,
+    ) -> None:
+        self._sink = sink
+        self._client_factory = client_factory
+        self._allowed = allowed
+        self._cleanup_timeout_s = cleanup_timeout_s
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._classes: dict[str, type[BaseTrigger]] = {}
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, trigger_id: object) -> bool:
+        return trigger_id in self._tasks
+
+    def start(self, workload: RunTrigger) -> None:
+        """Run the workload's trigger; a trigger that already runs is left alone."""
+        trigger_id = workload.trigger_id
+        if trigger_id in self._tasks:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(workload))
+        self._tasks[trigger_id] = task
+        task.add_done_callback(lambda done: self._done(trigger_id, done))
+
+    def cancel(self, trigger_id: int) -> None:
+        """Cancel a trigger (its cleanup still runs); unknown ids are ignored."""
+        if (task := self._tasks.get(trigger_id)) is not None:
+            task.cancel()
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Cancel every trigger and wait for their cleanups, at most ``timeout_s``."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_s)
+
+    def _done(self, trigger_id: int, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(trigger_id) is task:
+            del self._tasks[trigger_id]
+        if not task.cancelled():
+            self._sink.finished(trigger_id)
+
+    async def _run(self, workload: RunTrigger) -> None:
+        trigger_id = workload.trigger_id
+        ti = workload.task_instance
+        CURRENT_TRIGGER.set(RunningTrigger(trigger_id, str(ti.id) if ti else None, ti.try_number if ti else None))
+        trigger: BaseTrigger | None = None
+        try:
+            trigger = self._build(workload)
+            await self._drive(trigger, workload)
+        except asyncio.CancelledError:
+            raise
+        except TriggerError as exc:
+            _log.error("trigger %s failed: %s", trigger_id, exc)
+            self._sink.failure(FailureOut(trigger_id, str(exc)[:_MAX_ERROR], []))
+        except Exception as exc:  # noqa: BLE001 - any error of a trigger is its failure alone
+            _log.exception("trigger %s raised", trigger_id)
+            self._sink.failure(FailureOut(trigger_id, _error_text(exc), _traceback_lines(exc)))
+        finally:
+            if trigger is not None:
+                await self._cleanup(trigger_id, trigger)
+
+    def _build(self, workload: RunTrigger) -> BaseTrigger:
+        cls = self._import(workload.classpath)
+        try:
+            kwargs = serde.deserialize(workload.kwargs, self._allowed)
+        except serde.SerdeError as exc:
+            msg = f"cannot decode the kwargs of {workload.classpath}: {exc}"
+            raise TriggerError(msg) from exc
+        if not isinstance(kwargs, dict):
+            msg = f"the kwargs of {workload.classpath} are not an object"
+            raise TriggerError(msg)
+        try:
+            trigger = cls(**kwargs)
+        except Exception as exc:
+            msg = f"cannot build {workload.classpath} from its kwargs: {_error_text(exc)}"
+            raise TriggerError(msg) from exc
+        trigger.context = TriggerContext(
+            client=self._client_factory(workload.token), task_instance=workload.task_instance
+        )
+        return trigger
+
+    def _import(self, classpath: str) -> type[BaseTrigger]:
+        if (cls := self._classes.get(classpath)) is not None:
+            return cls
+        if not _CLASSPATH.fullmatch(classpath):
+            msg = f"{classpath!r} is not a dotted class path"
+            raise TriggerError(msg)
+        module_name, _, name = classpath.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(module_name), name)
+        except Exception as exc:
+            msg = f"cannot import trigger class {classpath}: {_error_text(exc)}"
+            raise TriggerError(msg) from exc
+        if not (isinstance(found, type) and issubclass(found, BaseTrigger)):
+            msg = f"{classpath} is not a BaseTrigger subclass"
+            raise TriggerError(msg)
+        self._classes[classpath] = found
+        return found
+
+    async def _drive(self, trigger: BaseTrigger, workload: RunTrigger) -> None:
+        """Iterate ``run()``; a trigger serving a task instance stops after its first event."""
+        fired = False
+        events = trigger.run()
+        if not isinstance(events, AsyncGenerator):
+            if inspect.iscoroutine(events):
+                events.close()
+            msg = f"{workload.classpath}.run() must be an async generator, it returned {type(events).__name__}"
+            raise TriggerError(msg)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                await self._emit(trigger, workload, event)
+                fired = True
+                if workload.task_instance is not None:
+                    return
+        if not fired:
+            msg = f"{workload.classpath} ended without yielding an event"
+            raise TriggerError(msg)
+
+    async def _emit(self, trigger: BaseTrigger, workload: RunTrigger, event: Any) -> None:
+        if not isinstance(event, TriggerEvent):
+            msg = f"{workload.classpath} yielded {type(event).__name__!r}, not a TriggerEvent"
+            raise TriggerError(msg)
+        try:
+            payload = serde.serialize(event.payload)
+        except serde.SerdeError as exc:
+            msg = f"{workload.classpath} yielded a payload that cannot be sent: {exc}"
+            raise TriggerError(msg) from exc
+        if isinstance(event, TaskEndEvent) and event.xcoms and workload.task_instance is not None:
+            for key, value in event.xcoms.items():
+                try:
+                    encoded = serde.serialize(value)
+                except serde.SerdeError as exc:
+                    msg = f"{workload.classpath}: xcom {key!r} cannot be sent: {exc}"
+                    raise TriggerError(msg) from exc
+                await trigger.context.set_xcom(key, encoded)
+        self._sink.event(EventOut(workload.trigger_id, uuid.uuid4().hex, event.event_type, payload, time.time()))
+
+    async def _cleanup(self, trigger_id: int, trigger: BaseTrigger) -> None:
+        try:
+            async with asyncio.timeout(self._cleanup_timeout_s):
+                await trigger.cleanup()
+        except asyncio.CancelledError:
+            # Our own task being cancelled again while cleaning up: the cleanup is abandoned, the cancel stands.
+            _log.warning("trigger %s: cleanup interrupted", trigger_id)
+            raise
+        except Exception:  # noqa: BLE001 - a failing cleanup is logged, never spreads
+            _log.exception("trigger %s: cleanup failed", trigger_id)

@@ -1,0 +1,272 @@
+"""The supervisor's side of its runner processes: spawn, dispatch, read reports, judge liveness, stop.
+
+Each runner is ``python -m tocsin_client.triggerer.runner`` with one end of a socket pair; frames are
+``_frames`` messages. A runner that exits unexpectedly is restarted and the supervisor is told which triggers it
+held, so they are fetched and started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+from tocsin_client.triggerer._frames import (
+    Bye,
+    Cancel,
+    FrameError,
+    Hello,
+    Report,
+    Shutdown,
+    Start,
+    Tick,
+    ToSupervisor,
+    encode,
+    read_frame,
+)
+
+if TYPE_CHECKING:
+    from tocsin_client.generated.models import RunTrigger
+    from tocsin_client.triggerer.config import TriggererConfig
+
+__all__ = ["RunnerPool"]
+
+_log = logging.getLogger("tocsin.triggerer")
+START_BATCH: Final = 500
+RESTART_DELAY_S: Final = 1.0
+
+
+class _Runner:
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: asyncio.subprocess.Process | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.reader_task: asyncio.Task[None] | None = None
+        self.trigger_ids: set[int] = set()
+        self.last_tick = time.monotonic()
+        self.lag_s = 0.0
+        self.running = 0
+        self.blocked_total = 0
+        self.ready = asyncio.Event()
+        self.bye = asyncio.Event()
+        self.stopping = False
+
+    def send(self, frame: bytes) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(frame)
+
+
+class RunnerPool:
+    """K runner processes and which triggers each holds.
+
+    Args:
+        config: The triggerer's settings.
+        on_report: Called with each ``Report`` a runner sends.
+        on_lost: Called with the trigger ids a runner held when it died unexpectedly.
+    """
+
+    def __init__(
+        self,
+        config: TriggererConfig,
+        on_report: Callable[[Report], None],
+        on_lost: Callable[[set[int]], None],
+    ) -> None:
+        self._config = config
+        self._on_report = on_report
+        self._on_lost = on_lost
+        self._runners = [_Runner(index) for index in range(config.runners)]
+        self._owner: dict[int, _Runner] = {}
+        self._closing = False
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        """Spawn every runner and wait until each said hello."""
+        for runner in self._runners:
+            await self._spawn(runner)
+        async with asyncio.timeout(timeout_s):
+            await asyncio.gather(*(runner.ready.wait() for runner in self._runners))
+
+    async def _spawn(self, runner: _Runner) -> None:
+        ours, theirs = socket.socketpair()
+        command = [
+            sys.executable,
+            "-m",
+            "tocsin_client.triggerer.runner",
+            "--fd",
+            str(theirs.fileno()),
+            "--index",
+            str(runner.index),
+            "--api-url",
+            self._config.api_url,
+            "--api-version",
+            self._config.api_version,
+            "--block-threshold",
+            str(self._config.block_threshold_s),
+        ]
+        for pattern in self._config.allowed:
+            command += ["--allow", pattern]
+        try:
+            runner.process = await asyncio.create_subprocess_exec(*command, pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        if runner.writer is not None:
+            runner.writer.close()
+        reader, runner.writer = await asyncio.open_connection(sock=ours, limit=2**20)
+        runner.ready.clear()
+        runner.bye.clear()
+        runner.last_tick = time.monotonic()
+        runner.reader_task = asyncio.create_task(self._read(runner, reader), name=f"tocsin-runner-{runner.index}")
+
+    async def stop(self, timeout_s: float) -> None:
+        """Ask every runner to cancel its triggers and report what is left; kill those that do not finish."""
+        self._closing = True
+        for runner in self._runners:
+            runner.stopping = True
+            runner.send(encode(Shutdown(timeout_s=max(0.1, timeout_s - 0.5))))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s + 1.0):
+                await asyncio.gather(*(self._wait_exit(runner) for runner in self._runners))
+        self.kill()
+        for runner in self._runners:
+            if runner.reader_task is not None:
+                runner.reader_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner.reader_task
+            if runner.writer is not None:
+                runner.writer.close()
+                with contextlib.suppress(ConnectionError):
+                    await runner.writer.wait_closed()
+            if runner.process is not None:
+                await runner.process.wait()
+
+    async def _wait_exit(self, runner: _Runner) -> None:
+        if runner.process is not None:
+            await runner.process.wait()
+
+    def kill(self) -> None:
+        """Kill every runner process now."""
+        self._closing = True
+        for runner in self._runners:
+            if runner.process is not None and runner.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    runner.process.kill()
+
+    # -- dispatch --------------------------------------------------------------------------------------------------
+
+    def assign(self, workloads: Iterable[RunTrigger]) -> int:
+        """Start each workload on the runner holding the fewest triggers; returns how many were sent."""
+        batches: dict[int, list[RunTrigger]] = {}
+        sent = 0
+        for workload in workloads:
+            if workload.trigger_id in self._owner:
+                continue
+            runner = min(self._runners, key=lambda candidate: len(candidate.trigger_ids))
+            runner.trigger_ids.add(workload.trigger_id)
+            self._owner[workload.trigger_id] = runner
+            batches.setdefault(runner.index, []).append(workload)
+            sent += 1
+        for index, batch in batches.items():
+            for offset in range(0, len(batch), START_BATCH):
+                self._runners[index].send(encode(Start(workloads=batch[offset : offset + START_BATCH])))
+        return sent
+
+    def cancel(self, trigger_ids: Iterable[int]) -> None:
+        """Cancel triggers wherever they run and forget them."""
+        by_runner: dict[int, list[int]] = {}
+        for trigger_id in trigger_ids:
+            runner = self._owner.pop(trigger_id, None)
+            if runner is not None:
+                runner.trigger_ids.discard(trigger_id)
+                by_runner.setdefault(runner.index, []).append(trigger_id)
+        for index, ids in by_runner.items():
+            self._runners[index].send(encode(Cancel(trigger_ids=ids)))
+
+    def stop_trigger(self, trigger_id: int) -> None:
+        """Cancel a trigger but remember it as handled, so it is not started again while the server lists it."""
+        runner = self._owner.get(trigger_id)
+        if runner is not None:
+            runner.send(encode(Cancel(trigger_ids=[trigger_id])))
+
+    def __contains__(self, trigger_id: object) -> bool:
+        return trigger_id in self._owner
+
+    def dispatched(self) -> set[int]:
+        """The ids handed to runners (running, or finished but still held)."""
+        return set(self._owner)
+
+    # -- health ----------------------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> int:
+        """Trigger coroutines running, as the runners last reported."""
+        return sum(runner.running for runner in self._runners)
+
+    @property
+    def blocked_total(self) -> int:
+        """Loop blocks the watchdogs have seen."""
+        return sum(runner.blocked_total for runner in self._runners)
+
+    def lags(self) -> dict[int, float]:
+        """Loop lag per runner, seconds."""
+        return {runner.index: runner.lag_s for runner in self._runners}
+
+    def stalled(self, threshold_s: float) -> list[int]:
+        """Runners whose loop has not reported progress within ``threshold_s``."""
+        if threshold_s <= 0:
+            return []
+        now = time.monotonic()
+        return [runner.index for runner in self._runners if now - runner.last_tick > threshold_s]
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+
+    async def _read(self, runner: _Runner, reader: asyncio.StreamReader) -> None:
+        decoder: msgspec.msgpack.Decoder[ToSupervisor] = msgspec.msgpack.Decoder(ToSupervisor)
+        try:
+            while (frame := await read_frame(reader, decoder)) is not None:
+                runner.last_tick = time.monotonic()
+                if isinstance(frame, Report):
+                    self._on_report(frame)
+                elif isinstance(frame, Tick):
+                    runner.running, runner.lag_s, runner.blocked_total = frame.running, frame.lag_s, frame.blocked_total
+                elif isinstance(frame, Hello):
+                    _log.info("runner %s started (pid %s)", runner.index, frame.pid)
+                    runner.ready.set()
+                elif isinstance(frame, Bye):
+                    runner.bye.set()
+        except FrameError:
+            _log.exception("runner %s sent a broken frame", runner.index)
+        except ConnectionError:
+            pass
+        if runner.process is not None and runner.process.returncode is None and not runner.bye.is_set():
+            with contextlib.suppress(ProcessLookupError):
+                runner.process.kill()
+        if not (self._closing or runner.stopping):
+            await self._restart(runner)
+
+    async def _restart(self, runner: _Runner) -> None:
+        code = await runner.process.wait() if runner.process is not None else None
+        _log.error(
+            "runner %s exited unexpectedly (code %s) holding %d triggers; restarting",
+            runner.index,
+            code,
+            len(runner.trigger_ids),
+        )
+        await asyncio.sleep(RESTART_DELAY_S)
+        if self._closing:
+            return
+        await self._spawn(runner)
+        # Only now forget what it held: until the new process is up, nothing may be dispatched to this slot.
+        lost = set(runner.trigger_ids)
+        for trigger_id in lost:
+            self._owner.pop(trigger_id, None)
+        runner.trigger_ids.clear()
+        runner.running = 0
+        self._on_lost(lost)

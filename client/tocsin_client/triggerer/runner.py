@@ -1,0 +1,188 @@
+"""A runner process: one uvloop event loop running thousands of trigger coroutines for its supervisor.
+
+Started by the supervisor as ``python -m tocsin_client.triggerer.runner --fd N ...`` with one end of a socket
+pair; it obeys only the frames on that socket (terminal signals are ignored, so Ctrl-C reaches the supervisor,
+which stops the runners in order). When the socket closes the supervisor is gone, and the runner exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+
+from tocsin_client._client import AsyncClient
+from tocsin_client.triggerer._frames import (
+    Bye,
+    Cancel,
+    Hello,
+    LogLine,
+    Shutdown,
+    Start,
+    Tick,
+    ToRunner,
+    encode,
+    read_frame,
+)
+from tocsin_client.triggerer._host import TriggerHost
+from tocsin_client.triggerer._reporter import Reporter, TriggerLogHandler
+from tocsin_client.triggerer._watchdog import Block, Watchdog
+
+__all__ = ["main", "serve"]
+
+PULSE_S: Final = 0.05
+TICK_S: Final = 0.5
+_log = logging.getLogger("tocsin.triggerer.runner")
+
+
+class _TriggerIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tocsin_client.triggerer._host import CURRENT_TRIGGER  # noqa: PLC0415
+
+        current = CURRENT_TRIGGER.get()
+        record.trigger = f" trigger_id={current.trigger_id}" if current else ""
+        return True
+
+
+def _configure_logging(index: int, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_TriggerIdFilter())
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s %(levelname)s %(name)s runner={index}%(trigger)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class _Runner:
+    def __init__(self, host: TriggerHost, reporter: Reporter, writer: asyncio.StreamWriter, watchdog: Watchdog) -> None:
+        self.host = host
+        self.reporter = reporter
+        self.writer = writer
+        self.watchdog = watchdog
+        self.blocks: list[Block] = []  # appended by the watchdog thread, taken by the loop
+        self._lag_s = 0.0
+
+    def on_block(self, block: Block) -> None:
+        self.blocks.append(block)  # list.append is atomic; the loop picks it up on its next pulse
+
+    async def pulse(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            expected = loop.time() + PULSE_S
+            await asyncio.sleep(PULSE_S)
+            self._lag_s = max(0.0, loop.time() - expected)
+            self.watchdog.pulse()
+            while self.blocks:
+                self._report_block(self.blocks.pop(0))
+            if loop.time() >= next_tick:
+                next_tick = loop.time() + TICK_S
+                tick = Tick(running=len(self.host), lag_s=self._lag_s, blocked_total=self.watchdog.blocked_total)
+                self.writer.write(encode(tick))
+
+    def _report_block(self, block: Block) -> None:
+        if block.trigger_id is None:
+            return
+        message = f"this trigger blocked the event loop for {block.seconds:.2f} s at {block.where}"
+        self.reporter.log(LogLine(block.trigger_id, None, None, time.time(), "WARNING", _log.name, message))
+
+
+async def serve(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    api_url: str,
+    api_version: str,
+    allowed: tuple[str, ...],
+    block_threshold_s: float = 0.2,
+) -> None:
+    """Run triggers as the frames on ``reader`` say until ``Shutdown`` or the end of the stream."""
+    client = AsyncClient(api_url, api_version=api_version)
+    reporter = Reporter(writer)
+    host = TriggerHost(reporter, client.with_token, allowed=allowed)
+    logging.getLogger().addHandler(TriggerLogHandler(reporter))
+    watchdog = Watchdog(
+        threading.get_ident(),
+        TriggerHost._run.__code__,
+        threshold_s=block_threshold_s,
+    )
+    runner = _Runner(host, reporter, writer, watchdog)
+    watchdog.on_block = runner.on_block
+    watchdog.start()
+    pulse = asyncio.create_task(runner.pulse())
+    writer.write(encode(Hello(pid=os.getpid())))
+    decoder: msgspec.msgpack.Decoder[ToRunner] = msgspec.msgpack.Decoder(ToRunner)
+    try:
+        while (frame := await read_frame(reader, decoder)) is not None:
+            if isinstance(frame, Start):
+                for workload in frame.workloads:
+                    host.start(workload)
+            elif isinstance(frame, Cancel):
+                for trigger_id in frame.trigger_ids:
+                    host.cancel(trigger_id)
+            elif isinstance(frame, Shutdown):
+                await host.stop(frame.timeout_s)
+                reporter.flush()
+                writer.write(encode(Bye()))
+                await writer.drain()
+                return
+        _log.warning("the supervisor is gone; stopping")
+        await host.stop(1.0)
+    finally:
+        pulse.cancel()
+        watchdog.stop()
+        await client.aclose()
+        writer.close()
+
+
+async def _main(args: argparse.Namespace) -> None:
+    sock = socket.socket(fileno=args.fd)
+    reader, writer = await asyncio.open_connection(sock=sock, limit=2**20)
+    await serve(
+        reader,
+        writer,
+        api_url=args.api_url,
+        api_version=args.api_version,
+        allowed=tuple(args.allow),
+        block_threshold_s=args.block_threshold,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of a runner process."""
+    parser = argparse.ArgumentParser(prog="tocsin-runner")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--api-url", required=True)
+    parser.add_argument("--api-version", required=True)
+    parser.add_argument("--allow", action="append", default=[])
+    parser.add_argument("--block-threshold", type=float, default=0.2)
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    # Terminal signals go to the whole process group; only the supervisor decides when a runner stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _configure_logging(args.index, args.log_level)
+    try:
+        import uvloop  # noqa: PLC0415
+
+        uvloop.run(_main(args))
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        asyncio.run(_main(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""``Triggerer``: the supervisor. It owns every API call of the job and keeps them apart from the trigger loops.
+
+One asyncio loop, four duties, each its own task:
+
+- heartbeat: on the interval the server gave at registration, but only while every runner loop shows progress;
+- cycle: ``load`` (delta form after the first answer), diff against what runs, fetch workloads for new ids,
+  dispatch them to the runners, cancel the removed, call ``cleanup`` now and then;
+- outbox: deliver events and failures the moment runners report them (see ``_outbox``);
+- logs: ship per-trigger log lines in batches (see ``_logship``).
+
+A first SIGTERM/SIGINT stops claiming, cancels the triggers, delivers what is queued within the grace period and
+completes the job; a second one exits at once. 409 on a heartbeat or a load means the server no longer counts
+this job as running: the triggers stop and the process exits with ``EXIT_FENCED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+from tocsin_client._client import AsyncClient
+from tocsin_client.errors import ConflictError, TocsinError
+from tocsin_client.generated.models import JobRegistration, JobRegistrationBody, TriggerLoadBody, WorkloadsBody
+from tocsin_client.triggerer._backoff import backoff_delay
+from tocsin_client.triggerer._frames import Report
+from tocsin_client.triggerer._logship import LogShipper
+from tocsin_client.triggerer._outbox import Outbox
+from tocsin_client.triggerer._pool import RunnerPool
+from tocsin_client.triggerer._stats import Stats
+
+if TYPE_CHECKING:
+    from tocsin_client._http import httpx
+    from tocsin_client.triggerer.config import TriggererConfig
+
+__all__ = ["EXIT_FENCED", "EXIT_OK", "EXIT_REFUSED", "Triggerer"]
+
+EXIT_OK: Final = 0
+EXIT_REFUSED: Final = 2  # the server refused to register the job (token, scope, version)
+EXIT_FENCED: Final = 3  # the server no longer counts the job as running
+EXIT_KILLED: Final = 130
+WORKLOAD_CHUNK: Final = 10_000  # WorkloadsBody.trigger_ids maxItems
+_log = logging.getLogger("tocsin.triggerer")
+
+
+class _FencedError(Exception):
+    """The server answered 409 to a heartbeat or a load."""
+
+
+class Triggerer:
+    """One triggerer job: ``await Triggerer(config).run()`` returns the process exit code.
+
+    Args:
+        config: Validated settings.
+        transport: An httpx transport for the job's API calls instead of the network (tests).
+    """
+
+    def __init__(self, config: TriggererConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        self.stats = Stats()
+        self._client = AsyncClient(
+            config.api_url, token=config.token, api_version=config.api_version, transport=transport
+        )
+        self._pool = RunnerPool(config, self._on_report, self._on_lost)
+        self._outbox = Outbox(
+            self._client,
+            self.stats,
+            self._pool.stop_trigger,
+            concurrency=config.delivery_concurrency,
+            retry_base_s=config.retry_base_s,
+            retry_max_s=config.retry_max_s,
+        )
+        self._logs = LogShipper(self._log_sender(), self.stats, capacity=config.log_buffer_lines)
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self.job: JobRegistration | None = None
+        self._held: set[int] = set()
+        self._version: str | None = None
+        self._last_cleanup = 0.0
+        self._wake_cycle = asyncio.Event()
+        self._metrics_server: Any = None
+
+    # -- public ----------------------------------------------------------------------------------------------------
+
+    @property
+    def held(self) -> frozenset[int]:
+        """The trigger ids the server says this job holds."""
+        return frozenset(self._held)
+
+    @property
+    def running(self) -> int:
+        """Trigger coroutines running in the runners."""
+        return self._pool.running
+
+    @property
+    def queue_depth(self) -> int:
+        """Events and failures not delivered yet."""
+        return len(self._outbox)
+
+    def shutdown(self) -> None:
+        """Start a graceful stop (idempotent)."""
+        self._stop.set()
+
+    async def run(self, *, handle_signals: bool = True) -> int:
+        """Register, run until stopped or fenced, and return the exit code.
+
+        With ``handle_signals`` the first SIGTERM/SIGINT stops gracefully and a second exits at once.
+        """
+        try:
+            self.job = await self._register()
+        except TocsinError as exc:
+            _log.critical("the server refused to register this triggerer: %s", exc)
+            await self._client.aclose()
+            return EXIT_REFUSED
+        if self.job is None:  # stopped while the server was unreachable
+            await self._client.aclose()
+            return EXIT_OK
+        self._client.token = self.job.token
+        _log.info(
+            "registered job %s (capacity %s, heartbeat every %.1f s)",
+            self.job.job_id,
+            self.job.capacity,
+            self.job.heartbeat_interval_s,
+        )
+        if handle_signals:
+            self._install_signals()
+        await self._pool.start()
+        self._start_metrics()
+        self._outbox.start()
+        duties = [
+            asyncio.create_task(self._heartbeat_loop(), name="tocsin-heartbeat"),
+            asyncio.create_task(self._cycle_loop(), name="tocsin-cycle"),
+            asyncio.create_task(self._logs.run(), name="tocsin-logs"),
+        ]
+        if not self._logs.enabled:
+            await _cancel(duties.pop())
+        stop = asyncio.create_task(self._stop.wait(), name="tocsin-stop")
+        done, _ = await asyncio.wait([*duties, stop], return_when=asyncio.FIRST_COMPLETED)
+        fenced = False
+        for task in done:
+            if task is stop or (error := task.exception()) is None:
+                continue
+            if isinstance(error, _FencedError):
+                fenced = True
+            else:
+                _log.critical("%s crashed; stopping", task.get_name(), exc_info=error)
+        if fenced:
+            return await self._stop_fenced(duties, stop)
+        return await self._stop_gracefully(duties, stop)
+
+    # -- registration and heartbeats -------------------------------------------------------------------------------
+
+    async def _register(self) -> JobRegistration | None:
+        body = JobRegistrationBody(hostname=self.config.hostname, pid=os.getpid(), capacity=self.config.capacity)
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                return await self._client.register_job(body)
+            except TocsinError as exc:
+                if not exc.transient:
+                    raise
+                attempt += 1
+                delay = backoff_delay(attempt, base_s=0.5, max_s=10.0)
+                _log.warning("cannot register yet (%s); retrying in %.1f s", exc, delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stop.wait()
+        return None
+
+    async def _heartbeat_loop(self) -> None:
+        assert self.job is not None
+        interval = self.job.heartbeat_interval_s
+        while True:
+            await self._heartbeat_once()
+            await asyncio.sleep(interval)
+
+    async def _heartbeat_once(self) -> None:
+        assert self.job is not None
+        stalled = self._pool.stalled(self.config.runner_health_threshold_s)
+        if stalled:
+            if self.stats.healthy:
+                _log.critical(
+                    "runner loop(s) %s made no progress for %.0f s: not heartbeating until they do",
+                    stalled,
+                    self.config.runner_health_threshold_s,
+                )
+            self.stats.healthy = False
+            return
+        if not self.stats.healthy:
+            _log.warning("every runner loop makes progress again: heartbeating")
+        self.stats.healthy = True
+        try:
+            await self._client.heartbeat_job(self.job.job_id)
+        except ConflictError as exc:
+            _log.critical("heartbeat refused: %s; stopping every trigger", exc)
+            raise _FencedError from exc
+        except TocsinError as exc:
+            self.stats.api_error("heartbeatJob")
+            level = logging.WARNING if exc.transient else logging.ERROR
+            _log.log(level, "heartbeat failed: %s", exc)
+        else:
+            self.stats.last_heartbeat = time.monotonic()
+
+    # -- the claim cycle -------------------------------------------------------------------------------------------
+
+    async def _cycle_loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                grew = await self._cycle_once()
+            except _FencedError:
+                raise
+            except TocsinError as exc:
+                failures += 1
+                level = logging.WARNING if exc.transient else logging.ERROR
+                _log.log(level, "claim cycle failed: %s", exc)
+                await self._pause(backoff_delay(failures, base_s=self.config.cycle_interval_s, max_s=30.0))
+                continue
+            failures = 0
+            if not grew:
+                await self._pause(self.config.cycle_interval_s)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake_cycle.wait()
+        self._wake_cycle.clear()
+
+    async def _cycle_once(self) -> bool:
+        """One claim cycle; True when new triggers arrived (the server may hold more to give right away)."""
+        try:
+            answer = await self._client.load_triggers(TriggerLoadBody(known_version=self._version))
+        except ConflictError as exc:
+            _log.critical("load refused: %s; stopping every trigger", exc)
+            raise _FencedError from exc
+        except TocsinError:
+            self.stats.api_error("loadTriggers")
+            raise
+        if answer.full:
+            self._held = set(answer.trigger_ids)
+        else:
+            self._held.difference_update(answer.removed)
+            self._held.update(answer.added)
+        self._version = answer.version
+        self.stats.held = len(self._held)
+        dispatched = self._pool.dispatched()
+        if removed := dispatched - self._held:
+            _log.info("cancelling %d triggers this job no longer holds", len(removed))
+            self._pool.cancel(removed)
+        new = self._held - dispatched
+        if new:
+            await self._start(sorted(new))
+        await self._maybe_cleanup()
+        return bool(answer.added) or (answer.full and bool(new))
+
+    async def _start(self, trigger_ids: list[int]) -> None:
+        for offset in range(0, len(trigger_ids), WORKLOAD_CHUNK):
+            chunk = trigger_ids[offset : offset + WORKLOAD_CHUNK]
+            try:
+                answer = await self._client.get_trigger_workloads(WorkloadsBody(trigger_ids=chunk))
+            except TocsinError:
+                self.stats.api_error("getTriggerWorkloads")
+                raise
+            if self._stop.is_set():
+                return
+            started = self._pool.assign(answer.workloads)
+            _log.info("started %d triggers", started)
+
+    async def _maybe_cleanup(self) -> None:
+        now = time.monotonic()
+        if now - self._last_cleanup < self.config.cleanup_interval_s:
+            return
+        self._last_cleanup = now
+        try:
+            await self._client.cleanup_triggers()
+        except TocsinError as exc:
+            self.stats.api_error("cleanupTriggers")
+            _log.warning("cleanup failed: %s", exc)
+
+    # -- reports from runners --------------------------------------------------------------------------------------
+
+    def _on_report(self, report: Report) -> None:
+        for event in report.events:
+            self._outbox.put_event(event)
+        for failure in report.failures:
+            self.stats.trigger_failures += 1
+            self._outbox.put_failure(failure)
+        if report.logs or report.logs_dropped:
+            self._logs.add(report.logs, report.logs_dropped)
+
+    def _on_lost(self, trigger_ids: set[int]) -> None:
+        """A runner died: its triggers are started again on the next cycle, which starts now."""
+        del trigger_ids
+        self._wake_cycle.set()
+
+    # -- stopping --------------------------------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            _log.warning(
+                "%s: stopping; delivering queued events for up to %.0f s (again to exit at once)",
+                sig.name,
+                self.config.grace_period_s,
+            )
+            self.shutdown()
+            return
+        _log.warning("%s again: exiting now", sig.name)
+        self._pool.kill()
+        os._exit(EXIT_KILLED)
+
+    async def _stop_gracefully(self, duties: Iterable[asyncio.Task[Any]], stop: asyncio.Task[Any]) -> int:
+        assert self.job is not None
+        deadline = time.monotonic() + self.config.grace_period_s
+        heartbeat, cycle, *logs = duties
+        await _cancel(cycle)  # stop claiming first
+        await self._pool.stop(timeout_s=min(5.0, max(0.5, self.config.grace_period_s / 2)))
+        delivered = await self._outbox.drain(max(0.0, deadline - time.monotonic()))
+        if not delivered:
+            _log.warning("grace period over with %d events or failures undelivered", len(self._outbox))
+        await self._outbox.close()
+        for task in logs:
+            await _cancel(task)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
+                await self._logs.flush()
+        await _cancel(heartbeat)
+        await _cancel(stop)
+        try:
+            await self._client.complete_job(self.job.job_id)
+            _log.info("job %s completed; its triggers go to other triggerers now", self.job.job_id)
+        except TocsinError as exc:
+            _log.error("could not complete job %s: %s", self.job.job_id, exc)
+        await self._finish()
+        return EXIT_OK
+
+    async def _stop_fenced(self, duties: Iterable[asyncio.Task[Any]], stop: asyncio.Task[Any]) -> int:
+        for task in [*duties, stop]:
+            await _cancel(task)
+        await self._pool.stop(timeout_s=2.0)
+        await self._outbox.close()
+        await self._finish()
+        return EXIT_FENCED
+
+    async def _finish(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        await self._client.aclose()
+
+    # -- wiring ----------------------------------------------------------------------------------------------------
+
+    def _log_sender(self) -> Any:
+        # API version 2026-11-01 has no endpoint for log lines; they stay in the runners' own log until one lands.
+        return None
+
+    def _start_metrics(self) -> None:
+        if self.config.metrics_port is None:
+            return
+        from tocsin_client.triggerer.metrics import serve_metrics  # noqa: PLC0415 - only when asked for
+
+        self._metrics_server = serve_metrics(self, self.config.metrics_host, self.config.metrics_port)
+
+    @property
+    def pool(self) -> RunnerPool:
+        """The runner processes."""
+        return self._pool
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
