@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.reads import create_reads
 from tocsin_server.db.transactions import create_sessionmaker, provide_transaction
 from tocsin_server.problems import EXCEPTION_HANDLERS
+from tocsin_server.services.maintenance import periodic_loop
 from tocsin_server.tokens import TokenAuthority
 from tocsin_server.versioning import LATEST, ApiVersionMiddleware, echo_version
 
@@ -62,19 +65,26 @@ ROUTE_HANDLERS = [
 ]
 
 
-def create_app(settings: Settings, *, live_schema: bool = False) -> Litestar:
+def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties: bool = True) -> Litestar:
     """Build the app. ``live_schema=True`` makes Litestar generate its own schema (the contract gate's
-    "live schema"); the published contract is always the hand-written file."""
+    "live schema"); the published contract is always the hand-written file. ``periodic_duties`` runs the
+    server-wide duties (timeouts, dead jobs, cleanup) in the background; every replica may run them."""
     reads = create_reads(settings)
     authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     engine = create_write_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
 
     @asynccontextmanager
     async def databases(_: Litestar) -> AsyncIterator[None]:
         await reads.start()
+        duties = asyncio.create_task(periodic_loop(sessionmaker, settings)) if periodic_duties else None
         try:
             yield
         finally:
+            if duties is not None:
+                duties.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await duties
             await reads.stop()
             await engine.dispose()
 
@@ -88,7 +98,7 @@ def create_app(settings: Settings, *, live_schema: bool = False) -> Litestar:
         state=State(
             {
                 "reads": reads,
-                "sessionmaker": create_sessionmaker(engine),
+                "sessionmaker": sessionmaker,
                 "settings": settings,
                 "authority": authority,
                 "dialect": "postgresql" if settings.is_postgres else "sqlite",

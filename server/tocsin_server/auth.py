@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from litestar.enums import ScopeType
@@ -13,11 +14,14 @@ from tocsin_server.tokens import Principal, TokenAuthority, TokenError
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
     from litestar.handlers.base import BaseRouteHandler
-    from litestar.types import ASGIApp, Guard, Receive, Scope, Send
+    from litestar.types import ASGIApp, Guard, Message, Receive, Scope, Send
 
 OPEN_ROUTE: Final = "open"
 """Route ``opt`` key of the routes that need no token (health, schema)."""
+REFRESH_HEADER: Final = "Refreshed-API-Token"
+"""Response header carrying a fresh token when a job or task-instance token is past half its lifetime."""
 _AUTHORIZATION: Final = b"authorization"
+_REFRESH_KEY: Final = REFRESH_HEADER.lower().encode()
 _PRINCIPAL_KEY: Final = "tocsin.principal"
 
 
@@ -39,10 +43,21 @@ class BearerAuthMiddleware(ASGIMiddleware):
             msg = "this operation needs a bearer token (Authorization: Bearer <token>)"
             raise NotAuthorizedException(msg, headers={"WWW-Authenticate": "Bearer"})
         try:
-            cast("dict[str, Any]", scope)[_PRINCIPAL_KEY] = self.authority.verify(token)
+            principal = self.authority.verify(token)
         except TokenError as exc:
             raise NotAuthorizedException(str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
-        await next_app(scope, receive, send)
+        cast("dict[str, Any]", scope)[_PRINCIPAL_KEY] = principal
+        if not principal.needs_refresh(time.time()):
+            await next_app(scope, receive, send)
+            return
+        fresh = self.authority.refreshed(token, principal).encode()
+
+        async def send_refreshed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (_REFRESH_KEY, fresh)]
+            await send(message)
+
+        await next_app(scope, receive, send_refreshed)
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -71,3 +86,17 @@ def requires(*scopes: str, task_instance: bool = False) -> Guard:
         raise PermissionDeniedException(msg)
 
     return guard
+
+
+def job_id_of(scope: Scope) -> int:
+    """The job a job-scoped token speaks for; 403 for any other token."""
+    job_id = principal_of(scope).job_id
+    if job_id is None:
+        msg = "this operation needs the job-scoped token that registerJob returned"
+        raise PermissionDeniedException(msg)
+    return job_id
+
+
+def requires_job(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: a job-scoped token."""
+    job_id_of(connection.scope)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,23 @@ class Settings:
     """Seconds without a heartbeat after which a job's triggers go to others."""
     max_capacity: int = 100_000
     """Cap on the capacity a triggerer may request."""
+    max_claims_per_call: int = 1000
+    """At most this many new triggers go to one job per ``load`` call, so several triggerers share the work."""
+    job_token_ttl_s: float = 7 * 86400.0
+    """Lifetime of the job-scoped token a registered triggerer gets (refreshed through a response header)."""
+    ti_token_ttl_s: float = 900.0
+    """Lifetime of a task-instance token carried by a workload (refreshed through a response header)."""
+    max_event_payload_bytes: int = 262_144
+    """Largest event payload (or XCom set of a terminal event) accepted; larger ones get 413."""
+    cleanup_interval_s: float = 10.0
+    """Unused triggers are deleted at most once per this interval, server-wide."""
+    timeout_check_interval_s: float = 5.0
+    """How often the server fails deferrals whose trigger_timeout passed and reaps dead jobs."""
+    allowed_deserialization_classes: tuple[str, ...] = ()
+    """Glob patterns of the classes an asset watcher's event payload may name (``TOCSIN_ALLOWED_DESERIALIZATION_CLASSES``,
+    separated by spaces or commas). Builtin serde types always decode; nothing else is ever imported."""
+    max_log_line_bytes: int = 16_384
+    """A shipped trigger log line longer than this is cut to this size (and marked truncated)."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -63,13 +81,24 @@ class Settings:
                 "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
             )
             raise ConfigError(msg)
-        for name in ("max_body_bytes", "db_pool_size", "max_capacity"):
+        for name in (
+            "max_body_bytes",
+            "db_pool_size",
+            "max_capacity",
+            "max_claims_per_call",
+            "max_event_payload_bytes",
+            "max_log_line_bytes",
+        ):
             if getattr(self, name) < 1:
                 msg = f"TOCSIN_{name.upper()} must be at least 1"
                 raise ConfigError(msg)
         if not 0 < self.heartbeat_interval_s < self.liveness_threshold_s:
             msg = "TOCSIN_HEARTBEAT_INTERVAL_S must be positive and below TOCSIN_LIVENESS_THRESHOLD_S"
             raise ConfigError(msg)
+        for name in ("job_token_ttl_s", "ti_token_ttl_s", "cleanup_interval_s", "timeout_check_interval_s"):
+            if not getattr(self, name) > 0:
+                msg = f"TOCSIN_{name.upper()} must be positive"
+                raise ConfigError(msg)
         return self
 
     def with_secret(self, secret: str) -> Settings:
@@ -92,6 +121,10 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type[int] |
     except ValueError:
         msg = f"TOCSIN_{name}={raw!r} is not a valid {kind.__name__}"
         raise ConfigError(msg) from None
+
+
+def _patterns(raw: str) -> tuple[str, ...]:
+    return tuple(part for part in re.split(r"[\s,]+", raw) if part)
 
 
 def _secret(env: Mapping[str, str]) -> str:
@@ -119,6 +152,14 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         heartbeat_interval_s=_number(env, "HEARTBEAT_INTERVAL_S", _DEFAULTS.heartbeat_interval_s, float),
         liveness_threshold_s=_number(env, "LIVENESS_THRESHOLD_S", _DEFAULTS.liveness_threshold_s, float),
         max_capacity=int(_number(env, "MAX_CAPACITY", _DEFAULTS.max_capacity, int)),
+        max_claims_per_call=int(_number(env, "MAX_CLAIMS_PER_CALL", _DEFAULTS.max_claims_per_call, int)),
+        job_token_ttl_s=_number(env, "JOB_TOKEN_TTL_S", _DEFAULTS.job_token_ttl_s, float),
+        ti_token_ttl_s=_number(env, "TI_TOKEN_TTL_S", _DEFAULTS.ti_token_ttl_s, float),
+        max_event_payload_bytes=int(_number(env, "MAX_EVENT_PAYLOAD_BYTES", _DEFAULTS.max_event_payload_bytes, int)),
+        cleanup_interval_s=_number(env, "CLEANUP_INTERVAL_S", _DEFAULTS.cleanup_interval_s, float),
+        timeout_check_interval_s=_number(env, "TIMEOUT_CHECK_INTERVAL_S", _DEFAULTS.timeout_check_interval_s, float),
+        allowed_deserialization_classes=_patterns(env.get("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", "")),
+        max_log_line_bytes=int(_number(env, "MAX_LOG_LINE_BYTES", _DEFAULTS.max_log_line_bytes, int)),
     )
     if not require_secret and not settings.jwt_secret:
         settings = settings.with_secret("x" * MIN_SECRET_BYTES)  # only for commands that sign nothing

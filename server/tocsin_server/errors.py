@@ -3,6 +3,8 @@
 ServiceError
  ├── NotFoundError      the named thing does not exist
  ├── ConflictError      the request conflicts with the current state
+ ├── ForbiddenError     the caller may not act on this resource (another job's, another task's)
+ ├── TooLargeError      a value is larger than the configured limit
  └── InvalidError       the request is well-formed but not acceptable (names the field)
 """
 
@@ -28,3 +30,11 @@ class ConflictError(ServiceError):
 
 class InvalidError(ServiceError):
     """The request is not acceptable."""
+
+
+class ForbiddenError(ServiceError):
+    """The caller may not act on this resource."""
+
+
+class TooLargeError(ServiceError):
+    """A value is larger than the server accepts."""

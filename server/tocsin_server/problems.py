@@ -13,7 +13,14 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DataError
 
-from tocsin_server.errors import ConflictError, InvalidError, NotFoundError, ServiceError
+from tocsin_server.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    ServiceError,
+    TooLargeError,
+)
 from tocsin_server.generated.models import FieldError, Problem
 from tocsin_server.versioning import UnsupportedVersionError
 
@@ -30,6 +37,8 @@ _log = logging.getLogger("tocsin.server")
 _SERVICE_STATUS: Final[dict[type[ServiceError], int]] = {
     NotFoundError: 404,
     ConflictError: 409,
+    ForbiddenError: 403,
+    TooLargeError: 413,
     InvalidError: 422,
 }
 

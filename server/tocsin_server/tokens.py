@@ -2,7 +2,8 @@
 
 Scopes: ``admin`` (operators), ``worker`` (task-instance state changes), ``triggerer`` (may register a job),
 ``job:<id>`` (the job-scoped token a registered triggerer gets) and ``ti:<uuid>`` (a task instance's token
-for its trigger's runtime calls).
+for its trigger's runtime calls). Job and task-instance tokens are refreshed through the
+``Refreshed-API-Token`` response header once past half their lifetime.
 """
 
 from __future__ import annotations
@@ -30,6 +31,16 @@ class Principal:
     subject: str
     scopes: frozenset[str]
     expires_at: float
+    issued_at: float = 0.0
+
+    @property
+    def refreshable(self) -> bool:
+        """Job and task-instance tokens are refreshed by the server before they expire; operator tokens are not."""
+        return self.job_id is not None or self.task_instance_id is not None
+
+    def needs_refresh(self, now: float) -> bool:
+        """Past the first half of its lifetime."""
+        return self.refreshable and self.expires_at - now < (self.expires_at - self.issued_at) / 2
 
     def has_any(self, allowed: frozenset[str]) -> bool:
         return not self.scopes.isdisjoint(allowed)
@@ -61,6 +72,7 @@ class TokenAuthority:
         self._issuer = issuer
         self._audience = audience
         self._verified: dict[str, Principal] = {}
+        self._refreshed: dict[str, str] = {}
 
     def issue(self, subject: str, scopes: list[str] | tuple[str, ...], ttl_s: float) -> str:
         now = int(time.time())
@@ -108,4 +120,19 @@ class TokenAuthority:
         if not isinstance(scope, str) or not scope:
             msg = "the token carries no scope"
             raise TokenError(msg)
-        return Principal(subject=str(claims["sub"]), scopes=frozenset(scope.split()), expires_at=float(claims["exp"]))
+        return Principal(
+            subject=str(claims["sub"]),
+            scopes=frozenset(scope.split()),
+            expires_at=float(claims["exp"]),
+            issued_at=float(claims["iat"]),
+        )
+
+    def refreshed(self, token: str, principal: Principal) -> str:
+        """A fresh token with the same subject, scopes and lifetime; the same answer for the same old token."""
+        fresh = self._refreshed.get(token)
+        if fresh is None:
+            if len(self._refreshed) >= _CACHE_LIMIT:
+                self._refreshed.clear()
+            ttl = max(principal.expires_at - principal.issued_at, 1.0)
+            fresh = self._refreshed[token] = self.issue(principal.subject, sorted(principal.scopes), ttl)
+        return fresh

@@ -17,7 +17,6 @@ from tocsin_server.tokens import TokenAuthority
 from tocsin_server.versioning import VERSIONS
 
 from tests.conftest import SECRET
-from tests.contract.pending import PENDING_501
 from tests.support.live_server import LiveServer
 
 MAX_EXAMPLES = 25
@@ -56,10 +55,6 @@ class _Bearer:
 
 def _fuzz(case: schemathesis.Case, server: LiveServer, version: str) -> None:
     case.headers = {**(case.headers or {}), "Tocsin-API-Version": version}
-    if case.operation.definition.raw.get("operationId") in PENDING_501:
-        response = case.call(base_url=server.url)
-        assert response.status_code < 500 or response.status_code == 501, response.text
-        return
     case.call_and_validate(base_url=server.url)
 
 

@@ -14,7 +14,7 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.types import Guard
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tocsin_server.auth import requires
+from tocsin_server.auth import requires, requires_job
 from tocsin_server.generated.models import DagIdValue, IdentifierValue, Problem, RunIdValue, TaskIdValue
 
 
@@ -51,6 +51,8 @@ RUNTIME_READ: Final = requires("worker", "admin", task_instance=True)
 RUNTIME_WRITE: Final = requires("worker", "admin")
 ADMIN: Final = requires("admin")
 TRIGGERER: Final = requires("triggerer")
+JOB: Final = requires_job
+"""A job-scoped token (``job:<id>``): the server reads the job from the token, never from a body."""
 
 _DESCRIPTIONS: Final = {
     400: "The request is malformed (bad JSON, a bad parameter or an unknown API version).",

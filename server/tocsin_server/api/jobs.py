@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import get, post
+from litestar import Request, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 
 from tocsin_server.api._common import (
     ADMIN,
     AUTHED,
+    JOB,
     MAX_ID,
     TRIGGERER,
     V2026_11_01,
@@ -20,7 +21,7 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
-from tocsin_server.api._pending import not_implemented
+from tocsin_server.auth import job_id_of
 from tocsin_server.generated.models import Heartbeat, JobList, JobRegistration, JobRegistrationBody
 from tocsin_server.services import jobs
 
@@ -42,29 +43,47 @@ async def list_jobs(state: State, db_session: DbSession, limit: Limit = 100, off
     status_code=201,
     responses=problems(*WITH_BODY, 501),
 )
-async def register_job(data: JSONBody[JobRegistrationBody]) -> JobRegistration:
-    raise not_implemented("registerJob")
+async def register_job(state: State, db_session: DbSession, data: JSONBody[JobRegistrationBody]) -> JobRegistration:
+    settings = state.settings
+    lease = await jobs.register(
+        db_session, data, max_capacity=settings.max_capacity, liveness_threshold_s=settings.liveness_threshold_s
+    )
+    token = state.authority.issue(f"job:{lease.job_id}", [f"job:{lease.job_id}"], settings.job_token_ttl_s)
+    return JobRegistration(
+        job_id=lease.job_id,
+        token=token,
+        capacity=lease.capacity,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+        liveness_threshold_s=settings.liveness_threshold_s,
+    )
 
 
 @post(
     "/execution/jobs/{job_id:int}/heartbeat",
     operation_id="heartbeatJob",
     tags=["triggerer"],
+    guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
     responses=problems(*AUTHED, 404, 409, 501),
 )
-async def heartbeat_job(job_id: JobId) -> Heartbeat:
-    raise not_implemented("heartbeatJob")
+async def heartbeat_job(
+    request: Request[Any, Any, Any], state: State, db_session: DbSession, job_id: JobId
+) -> Heartbeat:
+    jobs.check_owner(job_id, job_id_of(request.scope))
+    lease = await jobs.heartbeat(db_session, job_id, liveness_threshold_s=state.settings.liveness_threshold_s)
+    return Heartbeat(job_id=job_id, latest_heartbeat=lease.latest_heartbeat)
 
 
 @post(
     "/execution/jobs/{job_id:int}/complete",
     operation_id="completeJob",
     tags=["triggerer"],
+    guards=[JOB],
     opt=V2026_11_01,
     status_code=204,
     responses=problems(*AUTHED, 404, 501),
 )
-async def complete_job(job_id: JobId) -> None:
-    raise not_implemented("completeJob")
+async def complete_job(request: Request[Any, Any, Any], db_session: DbSession, job_id: JobId) -> None:
+    jobs.check_owner(job_id, job_id_of(request.scope))
+    await jobs.complete(db_session, job_id)

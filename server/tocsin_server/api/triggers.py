@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import get, post
+from litestar import Request, get, post
+from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 
 from tocsin_server.api._common import (
     ADMIN,
     AUTHED,
+    JOB,
     MAX_ID,
     V2026_11_01,
     WITH_BODY,
@@ -18,7 +20,8 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
-from tocsin_server.api._pending import not_implemented
+from tocsin_server.api._raw import RawBody, raw_twin
+from tocsin_server.auth import job_id_of
 from tocsin_server.generated.models import (
     CleanupResult,
     TriggerEventBody,
@@ -31,9 +34,20 @@ from tocsin_server.generated.models import (
     Workloads,
     WorkloadsBody,
 )
-from tocsin_server.services import triggers
+from tocsin_server.services import claims, events, maintenance, triggers
+from tocsin_server.services.workloads import build_run_trigger_workloads
 
 TriggerId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
+RawTriggerEventBody = raw_twin(TriggerEventBody)
+"""TriggerEventBody with ``payload`` as ``msgspec.Raw``: the server never decodes a payload."""
+
+
+def _limits(state: State) -> events.EventLimits:
+    settings = state.settings
+    return events.EventLimits(
+        max_payload_bytes=settings.max_event_payload_bytes,
+        allowed_classes=settings.allowed_deserialization_classes,
+    )
 
 
 @get("/api/v1/triggers", operation_id="listTriggers", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
@@ -45,57 +59,101 @@ async def list_triggers(db_session: DbSession, limit: Limit = 100, offset: Offse
     "/execution/triggers/load",
     operation_id="loadTriggers",
     tags=["triggerer"],
+    guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
     responses=problems(*WITH_BODY, 409, 501),
 )
-async def load_triggers(data: JSONBody[TriggerLoadBody]) -> TriggerLoad:
-    raise not_implemented("loadTriggers")
+async def load_triggers(
+    request: Request[Any, Any, Any], state: State, db_session: DbSession, data: JSONBody[TriggerLoadBody]
+) -> TriggerLoad:
+    settings = state.settings
+    held = await claims.load(
+        db_session,
+        job_id_of(request.scope),
+        data.known_version or None,
+        max_claims_per_call=settings.max_claims_per_call,
+        liveness_threshold_s=settings.liveness_threshold_s,
+    )
+    return TriggerLoad(
+        version=held.version, full=held.full, trigger_ids=held.trigger_ids, added=held.added, removed=held.removed
+    )
 
 
 @post(
     "/execution/triggers/workloads",
     operation_id="getTriggerWorkloads",
     tags=["triggerer"],
+    guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
     responses=problems(*WITH_BODY, 501),
 )
-async def get_trigger_workloads(data: JSONBody[WorkloadsBody]) -> Workloads:
-    raise not_implemented("getTriggerWorkloads")
+async def get_trigger_workloads(
+    request: Request[Any, Any, Any], state: State, db_session: DbSession, data: JSONBody[WorkloadsBody]
+) -> Workloads:
+    authority, ttl = state.authority, state.settings.ti_token_ttl_s
+    built = await build_run_trigger_workloads(
+        db_session,
+        data.trigger_ids,
+        mint_token=lambda ti_id: authority.issue(f"ti:{ti_id}", [f"ti:{ti_id}"], ttl),
+        holder=job_id_of(request.scope),
+    )
+    return Workloads(workloads=built)
 
 
 @post(
     "/execution/triggers/{trigger_id:int}/event",
     operation_id="submitTriggerEvent",
     tags=["triggerer"],
+    guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
+    dto=RawBody.of(TriggerEventBody, RawTriggerEventBody),
+    return_dto=None,
     responses=problems(*WITH_BODY, 404, 409, 501),
 )
-async def submit_trigger_event(trigger_id: TriggerId, data: JSONBody[TriggerEventBody]) -> TriggerEventResult:
-    raise not_implemented("submitTriggerEvent")
+async def submit_trigger_event(
+    request: Request[Any, Any, Any], state: State, db_session: DbSession, trigger_id: TriggerId, data: JSONBody[Any]
+) -> TriggerEventResult:
+    incoming = events.IncomingEvent(trigger_id=trigger_id, event_id=data.event_id, payload=data.payload)
+    [outcome] = await events.submit_events(db_session, job_id_of(request.scope), [incoming], _limits(state))
+    if outcome.error is not None:
+        raise outcome.error
+    return TriggerEventResult(
+        trigger_id=trigger_id,
+        event_id=outcome.event_id,
+        duplicate=outcome.duplicate,
+        task_instances_resumed=outcome.task_instances_resumed,
+    )
 
 
 @post(
     "/execution/triggers/{trigger_id:int}/failure",
     operation_id="submitTriggerFailure",
     tags=["triggerer"],
+    guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
     responses=problems(*WITH_BODY, 404, 409, 501),
 )
-async def submit_trigger_failure(trigger_id: TriggerId, data: JSONBody[TriggerFailureBody]) -> TriggerFailureResult:
-    raise not_implemented("submitTriggerFailure")
+async def submit_trigger_failure(
+    request: Request[Any, Any, Any], db_session: DbSession, trigger_id: TriggerId, data: JSONBody[TriggerFailureBody]
+) -> TriggerFailureResult:
+    traceback = [] if isinstance(data.traceback, type(None)) or not isinstance(data.traceback, list) else data.traceback
+    failed = await events.submit_failure(db_session, job_id_of(request.scope), trigger_id, data.error, traceback)
+    return TriggerFailureResult(trigger_id=trigger_id, task_instances_failed=failed)
 
 
 @post(
     "/execution/triggers/cleanup",
     operation_id="cleanupTriggers",
     tags=["triggerer"],
+    guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
     responses=problems(*AUTHED, 501),
 )
-async def cleanup_triggers() -> CleanupResult:
-    raise not_implemented("cleanupTriggers")
+async def cleanup_triggers(state: State, db_session: DbSession) -> CleanupResult:
+    ran, deleted = await maintenance.cleanup(db_session, interval_s=state.settings.cleanup_interval_s)
+    return CleanupResult(deleted=deleted, ran=ran)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -52,6 +53,12 @@ class Job(Base):
     latest_heartbeat: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     # Bumped on every change of the set of triggers the job holds; the load delta protocol keys on it.
     assignment_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    # How many triggers the job holds, kept with every claim and release so `load` never counts them.
+    held_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Changes up to this version were acknowledged by the client and pruned from trigger_assignment.
+    assignment_floor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Log lines the triggerer reported it dropped (its buffer was full while the server was away).
+    log_lines_dropped: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (Index("ix_job_state_heartbeat", "state", "latest_heartbeat"),)
 
@@ -66,6 +73,27 @@ class Trigger(Base):
     kwargs: Mapped[str] = mapped_column(Text)
     created_date: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     triggerer_id: Mapped[int | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"), index=True)
+
+    # Claims look only at unassigned triggers: a partial index keeps that probe O(claimed), never O(all triggers).
+    __table_args__ = (
+        Index(
+            "ix_trigger_unassigned",
+            "id",
+            postgresql_where=text("triggerer_id IS NULL"),
+            sqlite_where=text("triggerer_id IS NULL"),
+        ),
+    )
+
+
+class TriggerAssignment(Base):
+    """One change of a live job's held set: the log the ``load`` delta form is answered from."""
+
+    __tablename__ = "trigger_assignment"
+
+    job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    trigger_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    added: Mapped[bool] = mapped_column(Boolean)
 
 
 class DagRun(Base):
@@ -161,6 +189,9 @@ class AssetWatcher(Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     asset_name: Mapped[str] = mapped_column(String(1000))
     trigger_id: Mapped[int] = mapped_column(ForeignKey("trigger.id", ondelete="CASCADE"), index=True)
+    # Events whose payload named a class outside the allowlist (or did not decode): counted, never applied.
+    refused_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class AssetEvent(Base):
@@ -187,3 +218,32 @@ class TriggerEvent(Base):
     job_id: Mapped[int | None] = mapped_column(BigInteger)
     received_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     task_instances_resumed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ServerDuty(Base):
+    """When a server-wide periodic duty last ran; one conditional UPDATE elects the replica that runs it."""
+
+    __tablename__ = "server_duty"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    last_run: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+
+
+class TriggerLog(Base):
+    """A log line a trigger wrote, kept per (task instance, try, job) after the triggerer is gone."""
+
+    __tablename__ = "trigger_log"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(BigInteger)
+    trigger_id: Mapped[int] = mapped_column(BigInteger)
+    task_instance_id: Mapped[uuid.UUID | None] = mapped_column(GUID)
+    try_number: Mapped[int | None] = mapped_column(Integer)
+    timestamp: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    level: Mapped[str] = mapped_column(String(20))
+    event: Mapped[str] = mapped_column(Text)
+    # JSON text of the line's other fields, as received.
+    extra: Mapped[str | None] = mapped_column(Text)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_trigger_log_task_instance", "task_instance_id", "try_number", "id"),)

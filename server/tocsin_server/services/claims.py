@@ -1,0 +1,130 @@
+"""Claiming triggers (``load``): the held set of a job, as a full answer or as a delta.
+
+Two jobs never hold one trigger: claims pick unassigned rows with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
+(concurrent claimers skip each other's rows instead of waiting or double-assigning); SQLite serializes every
+write transaction (``BEGIN IMMEDIATE``). A dead job's triggers become unassigned when it is reaped.
+
+Steady state stays cheap however many triggers a job holds: the job row carries its held count and the
+version of its held set, unassigned triggers are found through a partial index, and a delta answer reads only
+the assignment log entries newer than the version the client knows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, insert, select, update
+
+from tocsin_server.db import models as m
+from tocsin_server.errors import ConflictError, ForbiddenError
+from tocsin_server.services import jobs
+from tocsin_server.services._time import utcnow
+from tocsin_server.services.jobs import RUNNING
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@dataclass(slots=True)
+class HeldSet:
+    version: str
+    full: bool
+    trigger_ids: list[int] = field(default_factory=list)
+    added: list[int] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+
+
+def format_version(job_id: int, assignment_version: int) -> str:
+    return f"{job_id}:{assignment_version}"
+
+
+def parse_version(raw: str | None, job_id: int) -> int | None:
+    """The assignment version the client knows, or None when it names another job or is not ours."""
+    if not raw:
+        return None
+    owner, _, number = raw.partition(":")
+    if owner != str(job_id) or not number.isdigit():
+        return None
+    return int(number)
+
+
+async def record_changes(
+    session: AsyncSession, job_id: int, version: int, trigger_ids: list[int], *, added: bool
+) -> None:
+    if trigger_ids:
+        await session.execute(
+            insert(m.TriggerAssignment),
+            [{"job_id": job_id, "version": version, "trigger_id": t, "added": added} for t in trigger_ids],
+        )
+
+
+async def load(
+    session: AsyncSession,
+    job_id: int,
+    known_version: str | None,
+    *,
+    max_claims_per_call: int,
+    liveness_threshold_s: float,
+) -> HeldSet:
+    # Reap first (it skips locked rows and never waits), then lock our own row: lock order is jobs, then triggers.
+    await jobs.reap_dead(session, liveness_threshold_s=liveness_threshold_s)
+    job = await session.scalar(select(m.Job).where(m.Job.id == job_id).with_for_update())
+    if job is None:
+        msg = f"the token names job {job_id}, which does not exist"
+        raise ForbiddenError(msg, field="job_id")
+    if job.state != RUNNING:
+        raise jobs.not_running(job_id, job.state)
+    if job.latest_heartbeat < utcnow() - timedelta(seconds=liveness_threshold_s):
+        msg = f"job {job_id} missed its heartbeats past the liveness threshold: its lease ended"
+        raise ConflictError(msg, field="job_id")
+
+    room = min(job.capacity - job.held_count, max_claims_per_call)
+    claimed: list[int] = []
+    if room > 0:
+        claimed = list(
+            await session.scalars(
+                select(m.Trigger.id)
+                .where(m.Trigger.triggerer_id.is_(None))
+                .order_by(m.Trigger.id)
+                .limit(room)
+                .with_for_update(skip_locked=True)
+            )
+        )
+    if claimed:
+        await session.execute(update(m.Trigger).where(m.Trigger.id.in_(claimed)).values(triggerer_id=job_id))
+        job.assignment_version += 1
+        job.held_count += len(claimed)
+        await record_changes(session, job_id, job.assignment_version, claimed, added=True)
+
+    version = format_version(job_id, job.assignment_version)
+    known = parse_version(known_version, job_id)
+    if known is None or known < job.assignment_floor or known > job.assignment_version:
+        ids = list(
+            await session.scalars(select(m.Trigger.id).where(m.Trigger.triggerer_id == job_id).order_by(m.Trigger.id))
+        )
+        return HeldSet(version=version, full=True, trigger_ids=ids)
+    if known > job.assignment_floor:
+        # The client applied every change up to `known`: those log entries are never needed again.
+        await session.execute(
+            delete(m.TriggerAssignment).where(
+                m.TriggerAssignment.job_id == job_id, m.TriggerAssignment.version <= known
+            )
+        )
+        job.assignment_floor = known
+    changes = await session.execute(
+        select(m.TriggerAssignment.trigger_id, m.TriggerAssignment.added)
+        .where(m.TriggerAssignment.job_id == job_id, m.TriggerAssignment.version > known)
+        .order_by(m.TriggerAssignment.version)
+    )
+    added: dict[int, None] = {}
+    removed: dict[int, None] = {}
+    for trigger_id, was_added in changes.tuples():
+        if was_added:
+            added[trigger_id] = None
+        elif trigger_id in added:
+            del added[trigger_id]  # came and went since `known`: the client never saw it
+        else:
+            removed[trigger_id] = None
+    return HeldSet(version=version, full=False, added=list(added), removed=list(removed))
