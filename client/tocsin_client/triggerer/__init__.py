@@ -21,6 +21,7 @@ __all__ = ["EXIT_FENCED", "EXIT_OK", "EXIT_REFUSED", "ConfigError", "Triggerer",
 def run(config: TriggererConfig) -> int:
     """Run a triggerer in this process until it stops; returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns what matters
 
     async def main() -> int:
         return await Triggerer(config).run()
