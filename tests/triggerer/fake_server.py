@@ -63,6 +63,8 @@ class FakeServer:
         self.faults: list[Fault] = []
         self.completed: list[int] = []
         self.cleanups = 0
+        self.log_lines: list[dict[str, Any]] = []
+        self.logs_dropped = 0
         self._ids = itertools.count(1)
         self._job_ids = itertools.count(1)
 
@@ -80,6 +82,10 @@ class FakeServer:
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
 
+    @property
+    def bulk_calls(self) -> int:
+        return self.calls("/execution/triggers/events")
+
     def events_for(self, trigger_id: int) -> list[dict[str, Any]]:
         return [body for tid, body in self.events if tid == trigger_id]
 
@@ -89,9 +95,8 @@ class FakeServer:
     # -- handling ----------------------------------------------------------------------------------------------
 
     def handle(self, request: httpx.Request) -> httpx.Response:
-        for fault in list(self.faults):
-            if (answer := fault(request)) is not None:
-                return answer
+        if (answer := self._fault(request)) is not None:
+            return answer
         body = json.loads(request.content) if request.content else None
         path = request.url.path
         self.requests.append((request.method, path, body))
@@ -113,9 +118,44 @@ class FakeServer:
             return self._workloads(job, (body or {})["trigger_ids"])
         if match := re.fullmatch(r"/execution/triggers/(\d+)/(event|failure)", path):
             return self._event(job, int(match[1]), match[2], body or {})
+        if path == "/execution/triggers/logs":
+            lines = (body or {})["lines"]
+            self.log_lines.extend(lines)
+            self.logs_dropped += (body or {}).get("dropped", 0)
+            return httpx.Response(200, json={"stored": len(lines), "truncated": 0})
+        if path == "/execution/triggers/events":
+            return self._bulk(job, request, (body or {})["events"])
         if path == "/execution/triggers/cleanup":
             return self._cleanup()
         return problem(404, "Not Found", path)
+
+    def _fault(self, request: httpx.Request) -> httpx.Response | None:
+        for fault in list(self.faults):
+            if (answer := fault(request)) is not None:
+                return answer
+        return None
+
+    def _bulk(self, job: FakeJob, request: httpx.Request, items: list[dict[str, Any]]) -> httpx.Response:
+        """Each item is judged as if it came alone, faults included (a fault that raises fails the whole call)."""
+        results = []
+        for item in items:
+            trigger_id = item.pop("trigger_id")
+            single = httpx.Request("POST", f"http://fake.test/execution/triggers/{trigger_id}/event", json=item)
+            answer = self._fault(single) or self._event(job, trigger_id, "event", item)
+            body = answer.json()
+            ok = answer.status_code == 200
+            results.append(
+                {
+                    "trigger_id": trigger_id,
+                    "event_id": item["event_id"],
+                    "status": answer.status_code,
+                    "duplicate": body.get("duplicate", False) if ok else False,
+                    "task_instances_resumed": body.get("task_instances_resumed", 0) if ok else 0,
+                    "problem": None if ok else body,
+                }
+            )
+        applied = sum(1 for result in results if result["status"] == 200)
+        return httpx.Response(200, json={"results": results, "applied": applied, "failed": len(results) - applied})
 
     def _job_for(self, token: str) -> FakeJob | None:
         if match := re.fullmatch(r"job-(\d+)-token", token):
@@ -133,6 +173,10 @@ class FakeServer:
                 "capacity": job.capacity,
                 "heartbeat_interval_s": self.heartbeat_interval_s,
                 "liveness_threshold_s": self.heartbeat_interval_s * 6,
+                # added in 2026-12-01; a client of an older version ignores it
+                "heartbeat_deadline": (
+                    datetime.now(UTC) + timedelta(seconds=self.heartbeat_interval_s * 6)
+                ).isoformat(),
             },
         )
 
@@ -140,7 +184,10 @@ class FakeServer:
         if job.state != "running":
             return problem(409, "Conflict", f"job {job.id} is {job.state}")
         job.heartbeats += 1
-        return httpx.Response(200, json={"job_id": job.id, "latest_heartbeat": datetime.now(UTC).isoformat()})
+        now = datetime.now(UTC)
+        deadline = now + timedelta(seconds=self.heartbeat_interval_s * 6)
+        body = {"job_id": job.id, "latest_heartbeat": now.isoformat(), "heartbeat_deadline": deadline.isoformat()}
+        return httpx.Response(200, json=body)
 
     def _complete(self, job: FakeJob) -> httpx.Response:
         job.state = "success"

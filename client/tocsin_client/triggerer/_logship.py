@@ -1,7 +1,8 @@
 """Per-trigger log lines, shipped to the API server in batches.
 
 The buffer is bounded: when the server is slow or down it keeps the newest lines and counts what it dropped.
-Until the server offers a logs endpoint the lines stay in the runner's own log (stderr) only.
+Each batch also tells the server how many lines were dropped since the last one. A client generated from an
+API version without the logs endpoint (before 2026-12-01) ships nothing: the lines stay in the runner's own log.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ _log = logging.getLogger("tocsin.triggerer")
 BATCH: Final = 1_000
 INTERVAL_S: Final = 1.0
 
-Send = Callable[[list[LogLine]], Awaitable[None]]
+Send = Callable[[list[LogLine], int], Awaitable[None]]
 
 
 class LogShipper:
@@ -38,6 +39,7 @@ class LogShipper:
         self._interval_s = interval_s
         self._full = asyncio.Event()
         self._failures = 0
+        self._dropped = 0  # since the last shipped batch
 
     @property
     def enabled(self) -> bool:
@@ -49,12 +51,12 @@ class LogShipper:
 
     def add(self, lines: Iterable[LogLine], dropped_upstream: int = 0) -> None:
         """Buffer lines; the oldest give way when full."""
-        self._stats.log_lines_dropped += dropped_upstream
+        self._drop(dropped_upstream)
         if self._send is None:
             return
         for line in lines:
             if len(self._lines) == self._lines.maxlen:
-                self._stats.log_lines_dropped += 1
+                self._drop(1)
             self._lines.append(line)
         if len(self._lines) >= BATCH:
             self._full.set()
@@ -75,14 +77,16 @@ class LogShipper:
         """Ship everything buffered now; False after a failed attempt (the lines stay)."""
         while self._lines and self._send is not None:
             batch = [self._lines.popleft() for _ in range(min(BATCH, len(self._lines)))]
+            dropped, self._dropped = self._dropped, 0
             try:
-                await self._send(batch)
+                await self._send(batch, dropped)
             except TocsinError as exc:
+                self._dropped += dropped
                 if exc.transient:
                     self._failures += 1
                     self._put_back(batch)
                     return False
-                self._stats.log_lines_dropped += len(batch)
+                self._drop(len(batch))
                 _log.error("the server refused %d log lines: %s", len(batch), exc)
             else:
                 self._failures = 0
@@ -93,5 +97,9 @@ class LogShipper:
         """Return an unsent batch to the front, keeping its newest lines when newer ones took the room."""
         room = (self._lines.maxlen or 0) - len(self._lines)
         keep = batch[len(batch) - room :] if room < len(batch) else batch
-        self._stats.log_lines_dropped += len(batch) - len(keep)
+        self._drop(len(batch) - len(keep))
         self._lines.extendleft(reversed(keep))
+
+    def _drop(self, count: int) -> None:
+        self._stats.log_lines_dropped += count
+        self._dropped += count

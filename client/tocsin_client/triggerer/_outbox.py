@@ -1,6 +1,8 @@
 """The outbox: fired events and failures wait here until the server has them.
 
-Items go out at once, ``concurrency`` at a time. The answer decides what happens next:
+Items go out at once, ``concurrency`` requests at a time; when the API version has the bulk endpoint
+(``submitTriggerEvents``, 2026-12-01) the events that are ready go together, up to ``BULK_MAX`` per request, and
+each item's own status is judged as if it had been sent alone. The answer decides what happens next:
 
 - 2xx: delivered.
 - transient (connection error, timeout, 429, 5xx): kept, retried after a jittered backoff; nothing else stops.
@@ -31,6 +33,7 @@ from tocsin_client.errors import (
     TocsinError,
     ValidationError,
 )
+from tocsin_client.generated import models
 from tocsin_client.generated.models import TriggerEventBody, TriggerFailureBody
 from tocsin_client.triggerer._backoff import backoff_delay
 from tocsin_client.triggerer._frames import EventOut, FailureOut
@@ -40,6 +43,11 @@ __all__ = ["Outbox"]
 
 _log = logging.getLogger("tocsin.triggerer")
 _EVENT_TYPE_ON_WIRE: Final = "event_type" in TriggerEventBody.__struct_fields__
+# The bulk endpoint arrived with API version 2026-12-01; a client generated from an older contract lacks it.
+_EVENTS_BODY: Final[Any] = getattr(models, "TriggerEventsBody", None)
+_EVENT_ITEM: Final[Any] = getattr(models, "TriggerEventItem", None)
+BULK_MAX: Final = 1000
+_POISON: Final = frozenset({413, 422})
 
 
 @dataclass(slots=True)
@@ -48,13 +56,18 @@ class _Item:
     event: EventOut | None = None
     failure: FailureOut | None = None
     attempts: int = 0
+    single: bool = False  # a bulk request refused as a whole: send this one alone
 
 
-def _event_body(event: EventOut) -> TriggerEventBody:
+def _event_fields(event: EventOut) -> dict[str, Any]:
     fields: dict[str, Any] = {"event_id": event.event_id, "payload": event.payload}
     if _EVENT_TYPE_ON_WIRE:
         fields["event_type"] = event.event_type
-    return TriggerEventBody(**fields)
+    return fields
+
+
+def _event_body(event: EventOut) -> TriggerEventBody:
+    return TriggerEventBody(**_event_fields(event))
 
 
 class Outbox:
@@ -94,6 +107,7 @@ class Outbox:
         self._workers: list[asyncio.Task[None]] = []
         self._retry_handles: set[asyncio.TimerHandle] = set()
         self._warned_terminal = False
+        self._bulk = getattr(client, "submit_trigger_events", None) if _EVENTS_BODY and _EVENT_ITEM else None
 
     # -- filling ---------------------------------------------------------------------------------------------------
 
@@ -157,13 +171,81 @@ class Outbox:
             while not self._ready:
                 self._wake.clear()
                 await self._wake.wait()
-            item = self._ready.popleft()
-            self._in_flight += 1
+            items = [self._ready.popleft()]
+            bulk = self._bulk is not None and items[0].event is not None and not items[0].single
+            while bulk and self._ready and len(items) < BULK_MAX:
+                head = self._ready[0]
+                if head.event is None or head.single:
+                    break
+                items.append(self._ready.popleft())
+            self._in_flight += len(items)
             try:
-                await self._deliver(item)
+                if bulk:
+                    await self._deliver_bulk(items)
+                else:
+                    await self._deliver(items[0])
             finally:
-                self._in_flight -= 1
+                self._in_flight -= len(items)
                 self._check_idle()
+
+    async def _deliver_bulk(self, items: list[_Item]) -> None:
+        assert self._bulk is not None
+        body = _EVENTS_BODY(
+            events=[
+                _EVENT_ITEM(trigger_id=item.trigger_id, **_event_fields(item.event)) for item in items if item.event
+            ]
+        )
+        try:
+            answer = await self._bulk(body)
+        except TocsinError as exc:
+            self._stats.api_error("submitTriggerEvents")
+            for item in items:
+                if exc.transient:
+                    self._retry(item, exc)
+                else:  # refused as a whole (e.g. too large together): each goes alone and is judged alone
+                    item.single = True
+                    self._push(item)
+            return
+        if len(answer.results) != len(items):
+            _log.error(
+                "the bulk answer has %d results for %d events; resending them alone", len(answer.results), len(items)
+            )
+            for item in items:
+                item.single = True
+                self._push(item)
+            return
+        for item, result in zip(items, answer.results, strict=True):
+            self._judge(item, result.status, result.problem)
+
+    def _judge(self, item: _Item, status: int, problem: Any) -> None:
+        """One item of a bulk answer, by the rules of a single submission."""
+        assert item.event is not None
+        if status == 200:
+            self._stats.events_sent += 1
+            self._stats.record_latency(time.time() - item.event.fired_at)
+            return
+        detail = getattr(problem, "detail", "") or getattr(problem, "title", "")
+        if status == 409:
+            self._stats.conflicts += 1
+            _log.warning("trigger %s belongs to another job now (%s); cancelling it here", item.trigger_id, detail)
+            self._on_conflict(item.trigger_id)
+        elif status == 429 or status >= 500:
+            self._retry(item, TocsinError(f"{status} {detail}"))
+        elif status in _POISON:
+            self._stats.delivery_rejected += 1
+            _log.error(
+                "trigger %s: the server refused its event for good (%s %s); reporting it failed",
+                item.trigger_id,
+                status,
+                detail,
+            )
+            self.put_failure(
+                FailureOut(item.trigger_id, f"the event could not be stored: {status} {detail}"[:10_000], [])
+            )
+        else:
+            self._stats.delivery_rejected += 1
+            body = msgspec.to_builtins(problem) if problem is not None else None
+            _log.error("trigger %s: its event was refused: %s; problem: %s", item.trigger_id, status, body)
 
     def _check_idle(self) -> None:
         if not self._ready and not self._in_flight and not self._waiting:

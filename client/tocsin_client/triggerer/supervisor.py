@@ -22,13 +22,16 @@ import os
 import signal
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID
 
 from tocsin_client._client import AsyncClient
 from tocsin_client.errors import ConflictError, TocsinError
+from tocsin_client.generated import models
 from tocsin_client.generated.models import JobRegistration, JobRegistrationBody, TriggerLoadBody, WorkloadsBody
 from tocsin_client.triggerer._backoff import backoff_delay
-from tocsin_client.triggerer._frames import Report
+from tocsin_client.triggerer._frames import LogLine, Report
 from tocsin_client.triggerer._logship import LogShipper
 from tocsin_client.triggerer._outbox import Outbox
 from tocsin_client.triggerer._pool import RunnerPool
@@ -46,6 +49,7 @@ EXIT_FENCED: Final = 3  # the server no longer counts the job as running
 EXIT_KILLED: Final = 130
 WORKLOAD_CHUNK: Final = 10_000  # WorkloadsBody.trigger_ids maxItems
 _log = logging.getLogger("tocsin.triggerer")
+_LEVELS: Final = {"DEBUG": "debug", "INFO": "info", "WARNING": "warning", "ERROR": "error", "CRITICAL": "critical"}
 
 
 class _FencedError(Exception):
@@ -366,8 +370,29 @@ class Triggerer:
     # -- wiring ----------------------------------------------------------------------------------------------------
 
     def _log_sender(self) -> Any:
-        # API version 2026-11-01 has no endpoint for log lines; they stay in the runners' own log until one lands.
-        return None
+        """``shipTriggerLogs`` when this client's API version has it (2026-12-01), else None."""
+        ship = getattr(self._client, "ship_trigger_logs", None)
+        batch_type = getattr(models, "TriggerLogBatch", None)
+        line_type = getattr(models, "TriggerLogLine", None)
+        if ship is None or batch_type is None or line_type is None:
+            return None
+
+        async def send(lines: list[LogLine], dropped: int) -> None:
+            wire = [
+                line_type(
+                    trigger_id=line.trigger_id,
+                    timestamp=datetime.fromtimestamp(line.created, UTC),
+                    level=_LEVELS.get(line.level, "info"),
+                    event=line.message,
+                    task_instance_id=UUID(line.task_instance_id) if line.task_instance_id else None,
+                    try_number=line.try_number,
+                    extra={"logger": line.logger},
+                )
+                for line in lines
+            ]
+            await ship(batch_type(lines=wire, dropped=dropped))
+
+        return send
 
     def _start_metrics(self) -> None:
         if self.config.metrics_port is None:

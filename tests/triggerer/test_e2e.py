@@ -1,0 +1,291 @@
+"""End to end: a real API server process, real triggerer processes, SQLite and PostgreSQL.
+
+Nothing sleeps and hopes: every wait polls with a deadline. Reliability tests stop, freeze and kill real
+processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+from tocsin_client import Client, serde
+from tocsin_client.generated.models import (
+    DagRunBody,
+    DeferredStateUpdate,
+    RunningStateUpdate,
+    TaskInstance,
+    TaskInstanceBody,
+    TriggerEventBody,
+)
+from tocsin_server.tokens import TokenAuthority
+
+from tests.conftest import SECRET
+from tests.support.live_server import LiveServer, free_port, live_server
+from tests.triggerer.proxy import Proxy
+
+pytestmark = pytest.mark.slow
+
+P = "tests.triggerer.sample_triggers"
+REPO = Path(__file__).resolve().parents[2]
+FAST = {
+    "TOCSIN_HEARTBEAT_INTERVAL_S": "0.5",
+    "TOCSIN_LIVENESS_THRESHOLD_S": "30",
+    "TOCSIN_CLEANUP_INTERVAL_S": "0.5",
+    "TOCSIN_TIMEOUT_CHECK_INTERVAL_S": "0.5",
+}
+
+
+def poll(predicate: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if value := predicate():
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout_s} s: {what}")
+        time.sleep(interval_s)
+
+
+@dataclass
+class Triggerer:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the triggerer did not exit within {timeout_s} s:\n{self.output()[-3000:]}")
+
+
+@pytest.fixture
+def start_server(clean_database: str, tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    with contextlib.ExitStack() as stack:
+
+        def start(**env: str) -> LiveServer:
+            log = tmp_path / f"server-{len(env)}-{time.monotonic_ns()}.log"
+            return stack.enter_context(live_server(clean_database, SECRET, log, {**FAST, **env}))
+
+        yield start
+
+
+@pytest.fixture
+def start_triggerer(tmp_path: Path, authority: TokenAuthority) -> Iterator[Callable[..., Triggerer]]:
+    started: list[Triggerer] = []
+
+    def start(url: str, *flags: str) -> Triggerer:
+        log = tmp_path / f"triggerer-{len(started)}.log"
+        env = {**os.environ, "TOCSIN_TOKEN": authority.issue("e2e", ["triggerer"], 3600)}
+        command = [sys.executable, "-m", "tocsin_server.cli", "triggerer", "--api-url", url, "--grace-period", "10"]
+        with log.open("wb") as sink:
+            process = subprocess.Popen([*command, *flags], env=env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
+        started.append(Triggerer(process, log))
+        return started[-1]
+
+    yield start
+    for triggerer in started:
+        if triggerer.process.poll() is None:
+            triggerer.process.send_signal(signal.SIGCONT)
+            triggerer.process.terminate()
+            try:
+                triggerer.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                triggerer.process.kill()
+                triggerer.process.wait()
+
+
+class Tasks:
+    """Admin-side helpers: defer task instances and watch them."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.client = Client(url, token=token)
+        self.client.create_dag_run(DagRunBody(dag_id="e2e", run_id="run"))
+        self._n = 0
+
+    def defer(self, classpath: str, kwargs: dict[str, Any], *, timeout_s: float | None = None) -> UUID:
+        self._n += 1
+        ti = self.client.create_task_instance(TaskInstanceBody(dag_id="e2e", run_id="run", task_id=f"t{self._n}"))
+        self.client.update_task_instance_state(ti.id, RunningStateUpdate())
+        body = DeferredStateUpdate(
+            classpath=classpath,
+            trigger_kwargs=serde.serialize(kwargs),
+            next_method="execute_complete",
+            trigger_timeout=timeout_s,
+        )
+        self.client.update_task_instance_state(ti.id, body)
+        return ti.id
+
+    def get(self, ti_id: UUID) -> TaskInstance:
+        return self.client.get_task_instance(ti_id)
+
+    def wait_state(self, ti_id: UUID, state: str, timeout_s: float = 20.0) -> TaskInstance:
+        return poll(lambda: (ti := self.get(ti_id)).state.value == state and ti, timeout_s, f"{ti_id} {state}")
+
+
+@pytest.fixture
+def tasks_for(authority: TokenAuthority) -> Iterator[Callable[[str], Tasks]]:
+    made: list[Tasks] = []
+
+    def make(url: str) -> Tasks:
+        made.append(Tasks(url, authority.issue("e2e-admin", ["admin", "worker"], 3600)))
+        return made[-1]
+
+    yield make
+    for tasks in made:
+        tasks.client.close()
+
+
+def in_seconds(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def test__defer_fire_resume__the_event_lands_in_next_kwargs(
+    start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
+) -> None:
+    server = start_server()
+    tasks = tasks_for(server.url)
+    moment = in_seconds(1.5)
+    ti_id = tasks.defer("tocsin_client.triggers.DateTimeTrigger", {"moment": moment})
+    start_triggerer(server.url)
+    ti = tasks.wait_state(ti_id, "scheduled")
+    assert ti.next_method == "execute_complete"
+    assert ti.next_kwargs is not None
+    assert serde.deserialize(ti.next_kwargs["event"]) == moment
+    assert ti.trigger_id is None
+
+
+@pytest.mark.skipif(
+    "event_type" not in TriggerEventBody.__struct_fields__, reason="typed events arrive with API version 2026-12-01"
+)
+def test__terminal_event__ends_the_task(
+    start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
+) -> None:
+    server = start_server()
+    tasks = tasks_for(server.url)
+    ti_id = tasks.defer(f"{P}.Terminal", {})
+    start_triggerer(server.url)
+    tasks.wait_state(ti_id, "success")
+
+
+def test__failures_and_timeouts__arrive_as_fail(
+    start_server: Callable[..., LiveServer],
+    start_triggerer: Callable[..., Triggerer],
+    tasks_for: Any,
+    tmp_path: Path,
+) -> None:
+    server = start_server()
+    tasks = tasks_for(server.url)
+    raising = tasks.defer(f"{P}.Raising", {})
+    unimportable = tasks.defer("nowhere.Trigger", {})
+    marker = tmp_path / "cleaned"
+    timing_out = tasks.defer(f"{P}.Cleanup", {"marker": str(marker)}, timeout_s=2.0)
+    fine = tasks.defer("tocsin_client.triggers.DateTimeTrigger", {"moment": in_seconds(3600)})
+    triggerer = start_triggerer(server.url)
+
+    ti = tasks.wait_state(raising, "scheduled")
+    assert ti.next_method == "__fail__"
+    assert ti.next_kwargs is not None and ti.next_kwargs["error"] == "ValueError: boom"
+    assert any("sample_triggers.py" in line for line in ti.next_kwargs["traceback"])
+    ti = tasks.wait_state(unimportable, "scheduled")
+    assert ti.next_method == "__fail__"
+    assert ti.next_kwargs is not None and "cannot import trigger class nowhere.Trigger" in ti.next_kwargs["error"]
+    ti = tasks.wait_state(timing_out, "scheduled")
+    assert ti.next_method == "__fail__"
+    assert ti.next_kwargs is not None and "trigger timeout" in ti.next_kwargs["error"]
+    # the timed-out deferral's trigger is cleaned up by the server and cancelled in the triggerer
+    poll(marker.exists, 15, "the cleaned-up trigger cancelled in the triggerer (its cleanup ran)")
+    assert tasks.get(fine).state.value == "deferred"
+    assert triggerer.process.poll() is None
+
+
+def test__sigterm__completes_the_job_and_hands_the_triggers_back(
+    start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
+) -> None:
+    server = start_server()
+    tasks = tasks_for(server.url)
+    tasks.defer("tocsin_client.triggers.DateTimeTrigger", {"moment": in_seconds(3600)})
+    triggerer = start_triggerer(server.url)
+    poll(lambda: tasks.client.list_triggers().triggers[0].triggerer_id is not None, 20, "the trigger claimed")
+    triggerer.process.send_signal(signal.SIGTERM)
+    assert triggerer.wait(20) == 0
+    [job] = tasks.client.list_jobs().jobs
+    assert job.state.value == "success"
+    assert tasks.client.list_triggers().triggers[0].triggerer_id is None
+    assert "completed" in triggerer.output()
+
+
+def test__api_server_down_for_10_s__every_event_delivered_once(
+    start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
+) -> None:
+    server = start_server()
+    tasks = tasks_for(server.url)
+    proxy = Proxy(int(server.url.rsplit(":", 1)[1]))
+    metrics_port = free_port()
+    triggerer = start_triggerer(proxy.url, "--metrics-port", str(metrics_port))
+    fire_at = in_seconds(4)
+    ids = [tasks.defer("tocsin_client.triggers.DateTimeTrigger", {"moment": fire_at}) for _ in range(20)]
+    poll(lambda: all(t.triggerer_id for t in tasks.client.list_triggers().triggers), 20, "all claimed")
+    proxy.stop()
+    down_at = time.monotonic()
+    poll(lambda: datetime.now(UTC) > fire_at + timedelta(seconds=1), 10, "the triggers fired while down")
+    assert all(tasks.get(ti_id).state.value == "deferred" for ti_id in ids)
+    time.sleep(max(0.0, 10 - (time.monotonic() - down_at)))  # the outage itself: 10 s, then back
+    proxy.start()
+    for ti_id in ids:
+        ti = tasks.wait_state(ti_id, "scheduled", timeout_s=30)
+        assert ti.next_kwargs is not None and serde.deserialize(ti.next_kwargs["event"]) == fire_at
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    assert "tocsin_triggerer_events_sent_total 20.0" in metrics
+    assert triggerer.process.poll() is None
+    proxy.stop()
+
+
+def test__sigkilled_triggerer__its_triggers_fire_elsewhere_once(
+    start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
+) -> None:
+    server = start_server(TOCSIN_LIVENESS_THRESHOLD_S="3")
+    tasks = tasks_for(server.url)
+    fire_at = in_seconds(6)
+    ids = [tasks.defer("tocsin_client.triggers.DateTimeTrigger", {"moment": fire_at}) for _ in range(10)]
+    first = start_triggerer(server.url)
+    poll(lambda: all(t.triggerer_id for t in tasks.client.list_triggers().triggers), 20, "all claimed by the first")
+    first.process.kill()
+    first.process.wait()
+    start_triggerer(server.url)
+    for ti_id in ids:
+        ti = tasks.wait_state(ti_id, "scheduled", timeout_s=30)
+        assert ti.next_kwargs is not None and serde.deserialize(ti.next_kwargs["event"]) == fire_at
+    holders = {t.triggerer_id for t in tasks.client.list_triggers().triggers}
+    assert 1 not in holders
+
+
+def test__frozen_triggerer_declared_dead__exits_non_zero_on_its_next_heartbeat(
+    start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
+) -> None:
+    server = start_server(TOCSIN_LIVENESS_THRESHOLD_S="2")
+    tasks = tasks_for(server.url)
+    tasks.defer("tocsin_client.triggers.DateTimeTrigger", {"moment": in_seconds(3600)})
+    triggerer = start_triggerer(server.url)
+    poll(lambda: tasks.client.list_triggers().triggers[0].triggerer_id is not None, 20, "claimed")
+    os.kill(triggerer.process.pid, signal.SIGSTOP)
+    try:
+        poll(lambda: tasks.client.list_jobs().jobs[0].state.value != "running", 20, "the job reaped", 0.2)
+    finally:
+        os.kill(triggerer.process.pid, signal.SIGCONT)
+    assert triggerer.wait(20) == 3
+    assert "heartbeat refused" in triggerer.output() or "load refused" in triggerer.output()
