@@ -14,7 +14,19 @@ from litestar.openapi import OpenAPIConfig
 
 from tocsin_server import __version__
 from tocsin_server.allow_header import complete_allow_header
-from tocsin_server.api import connections, dag_runs, health, jobs, schema, task_instances, triggers, variables, xcoms
+from tocsin_server.api import (
+    asset_watchers,
+    connections,
+    dag_runs,
+    health,
+    jobs,
+    schema,
+    task_instances,
+    trigger_logs,
+    triggers,
+    variables,
+    xcoms,
+)
 from tocsin_server.auth import BearerAuthMiddleware
 from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.reads import create_reads
@@ -58,8 +70,15 @@ ROUTE_HANDLERS = [
     triggers.load_triggers,
     triggers.get_trigger_workloads,
     triggers.submit_trigger_event,
+    triggers.submit_trigger_events,
     triggers.submit_trigger_failure,
     triggers.cleanup_triggers,
+    trigger_logs.ship_trigger_logs,
+    trigger_logs.get_task_instance_logs,
+    asset_watchers.list_asset_watchers,
+    asset_watchers.create_asset_watcher,
+    asset_watchers.delete_asset_watcher,
+    asset_watchers.list_asset_events,
     schema.openapi_json,
     schema.docs,
 ]

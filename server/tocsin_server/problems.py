@@ -122,9 +122,23 @@ def _on_service(request: Request[Any, Any, Any], exc: ServiceError) -> Response[
             errors=[FieldError(key=exc.field or "", message=exc.message, source="header")],
             supported_versions=list(exc.supported_versions),
         )
+    status, body = service_problem(exc, instance=request.url.path)
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def service_problem(exc: ServiceError, *, instance: str) -> tuple[int, Problem]:
+    """The status and problem body of a domain error: also used per item by bulk operations."""
     status = next((code for kind, code in _SERVICE_STATUS.items() if isinstance(exc, kind)), 400)
-    errors = [FieldError(key=exc.field, message=exc.message)] if exc.field else None
-    return problem(status, exc.message, request=request, errors=errors)
+    phrase = HTTPStatus(status).phrase
+    body = Problem(
+        type=f"{_TYPE_PREFIX}{phrase.lower().replace(' ', '-')}",
+        title=phrase,
+        status=status,
+        detail=exc.message,
+        instance=instance,
+        errors=[FieldError(key=exc.field, message=exc.message)] if exc.field else msgspec.UNSET,
+    )
+    return status, body
 
 
 def _on_data_error(request: Request[Any, Any, Any], exc: DataError) -> Response[Problem]:
@@ -146,4 +160,4 @@ EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     Exception: _on_unexpected,
 }
 
-__all__ = ("EXCEPTION_HANDLERS", "PROBLEM_MEDIA_TYPE", "problem")
+__all__ = ("EXCEPTION_HANDLERS", "PROBLEM_MEDIA_TYPE", "problem", "service_problem")

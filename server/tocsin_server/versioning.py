@@ -1,16 +1,27 @@
 """Dated API versions chosen per request by the ``Tocsin-API-Version`` header.
 
-Handlers are written for the latest version only. Older versions are served by declared changes applied
-here: a route declares the version it appeared in with ``opt={"since": "YYYY-MM-DD"}`` and answers 404 to
-older requests. The resolved version is echoed on every response.
+Handlers are written for the latest version only. Older versions are served by the declared changes in
+``VERSION_CHANGES`` (the Cadwyn/Stripe pattern, without their code): each dated version lists what it changed,
+as small declarations, and one middleware applies them to older requests and responses:
+
+- ``OperationAdded``: the operation did not exist before; older requests get 404.
+- ``RequestFieldAdded``: a request body field that older versions did not have; an older request that sends
+  it gets 422 (it was an unknown field then), and one that does not is upgraded with the default, if any.
+- ``ResponseFieldAdded``: a response field that older versions did not have; it is removed from their answers.
+
+Bodies are rewritten at the top level only, as raw JSON: values (event payloads) are never decoded. The same
+declarations also turn the latest spec into each older file's shape (``downgrade_schemas``), which the contract
+tests compare, so the code and the frozen files cannot drift apart.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
+import msgspec
 from litestar.enums import ScopeType
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import NotFoundException, ValidationException
 from litestar.middleware import ASGIMiddleware
 
 from tocsin_server.errors import InvalidError
@@ -19,13 +30,127 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 VERSION_HEADER: Final = "Tocsin-API-Version"
-VERSIONS: Final = ("2026-06-01", "2026-11-01")
+VERSIONS: Final = ("2026-06-01", "2026-11-01", "2026-12-01")
 """Every supported version, oldest first. Each has a frozen spec file in openapi/versions/."""
 LATEST: Final = VERSIONS[-1]
 
 _HEADER_KEY: Final = VERSION_HEADER.lower().encode()
 _SCOPE_KEY: Final = "tocsin.api_version"
 _SUPPORTED: Final = frozenset(VERSIONS)
+_TOP_LEVEL: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ENCODER: Final = msgspec.json.Encoder()
+
+
+# -- the declared changes --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OperationAdded:
+    """``operation_id`` exists from this version on; older versions answer 404."""
+
+    operation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFieldAdded:
+    """The request body of ``operation_id`` (schema ``schema``) gained ``field``; older requests get ``default``."""
+
+    operation_id: str
+    schema: str
+    field: str
+    default: Any = msgspec.UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFieldAdded:
+    """The success responses of ``operation_ids`` (schemas ``schemas``) gained ``field``; older ones lose it."""
+
+    operation_ids: tuple[str, ...]
+    schemas: tuple[str, ...]
+    field: str
+
+
+Change = OperationAdded | RequestFieldAdded | ResponseFieldAdded
+
+
+@dataclass(frozen=True, slots=True)
+class VersionChange:
+    version: str
+    description: str
+    changes: tuple[Change, ...]
+
+
+VERSION_CHANGES: Final = (
+    VersionChange(
+        "2026-11-01",
+        "Triggerer orchestration: jobs, claims, workloads, events, failures, cleanup.",
+        (
+            OperationAdded("registerJob"),
+            OperationAdded("heartbeatJob"),
+            OperationAdded("completeJob"),
+            OperationAdded("loadTriggers"),
+            OperationAdded("getTriggerWorkloads"),
+            OperationAdded("submitTriggerEvent"),
+            OperationAdded("submitTriggerFailure"),
+            OperationAdded("cleanupTriggers"),
+        ),
+    ),
+    VersionChange(
+        "2026-12-01",
+        "Typed events, bulk events, heartbeat deadlines, asset watchers, trigger logs.",
+        (
+            RequestFieldAdded("submitTriggerEvent", "TriggerEventBody", "event_type", default="resume"),
+            RequestFieldAdded("submitTriggerEvent", "TriggerEventBody", "xcoms"),
+            ResponseFieldAdded(("registerJob", "heartbeatJob"), ("JobRegistration", "Heartbeat"), "heartbeat_deadline"),
+            OperationAdded("submitTriggerEvents"),
+            OperationAdded("shipTriggerLogs"),
+            OperationAdded("getTaskInstanceLogs"),
+            OperationAdded("listAssetWatchers"),
+            OperationAdded("createAssetWatcher"),
+            OperationAdded("deleteAssetWatcher"),
+            OperationAdded("listAssetEvents"),
+        ),
+    ),
+)
+
+
+def _since() -> dict[str, str]:
+    return {
+        change.operation_id: entry.version
+        for entry in VERSION_CHANGES
+        for change in entry.changes
+        if isinstance(change, OperationAdded)
+    }
+
+
+OPERATION_SINCE: Final = _since()
+"""operationId → the version it appeared in (operations absent here exist in every version)."""
+
+
+def _newer_than(version: str) -> list[Change]:
+    """The changes an older ``version`` must be shielded from, newest version first (undone in that order)."""
+    return [change for entry in reversed(VERSION_CHANGES) if entry.version > version for change in entry.changes]
+
+
+def downgrade_schemas(schemas: dict[str, Any], version: str) -> dict[str, Any]:
+    """Component schemas of the latest spec as ``version`` had them (a new dict; the input is not changed)."""
+    result = {name: dict(schema) for name, schema in schemas.items()}
+    for change in _newer_than(version):
+        if isinstance(change, RequestFieldAdded):
+            names: tuple[str, ...] = (change.schema,)
+        elif isinstance(change, ResponseFieldAdded):
+            names = change.schemas
+        else:
+            continue
+        for name in names:
+            schema = result[name]
+            schema["properties"] = {k: v for k, v in schema["properties"].items() if k != change.field}
+            if "required" in schema:
+                schema["required"] = [r for r in schema["required"] if r != change.field]
+    return result
+
+
+# -- resolving the version -------------------------------------------------------------------------------------
 
 
 class UnsupportedVersionError(InvalidError):
@@ -67,19 +192,106 @@ def api_version(scope: Scope) -> str:
     return str(_extensions(scope).get(_SCOPE_KEY, LATEST))
 
 
+# -- applying the changes --------------------------------------------------------------------------------------
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _upgrade_request(body: bytes, changes: list[RequestFieldAdded], version: str) -> bytes:
+    try:
+        document = _TOP_LEVEL.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return body  # not a JSON object: the handler's own validation names the problem
+    for change in changes:
+        if change.field in document:
+            msg = f"Object contains unknown field `{change.field}` (it was added after API version {version})"
+            raise ValidationException(msg, extra=[{"key": change.field, "message": msg, "source": "body"}])
+        if change.default is not msgspec.UNSET:
+            document[change.field] = msgspec.Raw(_ENCODER.encode(change.default))
+    return _ENCODER.encode(document)
+
+
+def _downgrade_response(body: bytes, fields: set[str]) -> bytes:
+    try:
+        document = _TOP_LEVEL.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return body
+    for field in fields:
+        document.pop(field, None)
+    return _ENCODER.encode(document)
+
+
 class ApiVersionMiddleware(ASGIMiddleware):
-    """Resolves the version and hides routes that do not exist in it."""
+    """Resolves the version and serves older versions through the declared changes."""
 
     scopes = (ScopeType.HTTP,)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         version = resolve_version(requested_version(scope))
         _extensions(scope)[_SCOPE_KEY] = version
-        since = scope["route_handler"].opt.get("since")
+        if version == LATEST:
+            await next_app(scope, receive, send)
+            return
+        operation_id = getattr(scope["route_handler"], "operation_id", None)
+        since = OPERATION_SINCE.get(operation_id) if isinstance(operation_id, str) else None
         if since is not None and version < since:
             msg = f"{_extensions(scope)['method']} {scope['path']} does not exist in API version {version} (added in {since})"
             raise NotFoundException(msg)
+        older = _newer_than(version)
+        requests = [c for c in older if isinstance(c, RequestFieldAdded) and c.operation_id == operation_id]
+        removed = {c.field for c in older if isinstance(c, ResponseFieldAdded) and operation_id in c.operation_ids}
+        if requests:
+            body = _upgrade_request(await _read_body(receive), requests, version)
+            delivered = False
+
+            async def upgraded_receive() -> Any:
+                nonlocal delivered
+                if delivered:
+                    return await receive()
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            receive = upgraded_receive
+        if removed:
+            send = _downgrading_send(send, removed)
         await next_app(scope, receive, send)
+
+
+def _downgrading_send(send: Send, fields: set[str]) -> Send:
+    """Buffer a 2xx JSON answer, drop ``fields`` from it and fix its length; pass anything else through."""
+    start: dict[str, Any] = {}
+    parts: list[bytes] = []
+
+    async def downgrading(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if 200 <= message["status"] < 300:
+                start.update(message)
+                return
+            await send(message)
+            return
+        if message["type"] != "http.response.body" or not start:
+            await send(message)
+            return
+        parts.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = _downgrade_response(b"".join(parts), fields)
+        headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send(cast("Message", {**start, "headers": headers}))
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    return downgrading
 
 
 async def echo_version(message: Message, scope: Scope) -> None:

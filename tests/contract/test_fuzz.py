@@ -73,3 +73,10 @@ def test__fuzz_2026_06_01(case: schemathesis.Case, live: LiveServer) -> None:
 @_SETTINGS
 def test__fuzz_2026_11_01(case: schemathesis.Case, live: LiveServer) -> None:
     _fuzz(case, live, "2026-11-01")
+
+
+@pytest.mark.slow
+@SCHEMAS["2026-12-01"].parametrize()
+@_SETTINGS
+def test__fuzz_2026_12_01(case: schemathesis.Case, live: LiveServer) -> None:
+    _fuzz(case, live, "2026-12-01")

@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -112,3 +113,10 @@ def eventually(check: Callable[[], bool], deadline_s: float = 10.0, interval_s: 
             return
         time.sleep(interval_s)
     assert check(), f"not true within {deadline_s} s"
+
+
+@dataclass
+class LandedFile:
+    """An allowlisted class an asset watcher's payload may name."""
+
+    path: str

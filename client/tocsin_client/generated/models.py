@@ -700,6 +700,13 @@ class JobRegistration(Struct, kw_only=True):
             gt=0.0,
         ),
     ]
+    heartbeat_deadline: Annotated[
+        datetime,
+        Meta(
+            description="The lease ends unless a heartbeat arrives before this time (added in 2026-12-01).",
+            examples=["2026-11-28T10:00:30Z"],
+        ),
+    ]
 
 
 class Heartbeat(Struct, kw_only=True):
@@ -707,6 +714,13 @@ class Heartbeat(Struct, kw_only=True):
     latest_heartbeat: Annotated[
         datetime,
         Meta(description="The recorded time.", examples=["2026-11-28T10:05:00Z"]),
+    ]
+    heartbeat_deadline: Annotated[
+        datetime,
+        Meta(
+            description="The lease ends unless the next heartbeat arrives before this time (added in 2026-12-01).",
+            examples=["2026-11-28T10:05:30Z"],
+        ),
     ]
 
 
@@ -856,26 +870,6 @@ class Workloads(Struct, kw_only=True):
     ]
 
 
-class TriggerEventBody(Struct, kw_only=True):
-    event_id: Annotated[
-        str,
-        Meta(
-            description="A client-chosen id, unique per event; a repeat is applied once.",
-            examples=["0193a1e0-7d1c-7a51-8f0e-7b6c5d4e3f21"],
-            max_length=100,
-            min_length=1,
-            pattern="^[A-Za-z0-9_.:\\-]+$",
-        ),
-    ]
-    payload: Annotated[
-        Any,
-        Meta(
-            description="The event payload, serde-encoded; the server stores it without decoding it.",
-            examples=[{"status": "done"}],
-        ),
-    ]
-
-
 class TriggerEventResult(Struct, kw_only=True):
     trigger_id: Annotated[int, Meta(description="The trigger id.", examples=[17])]
     event_id: Annotated[
@@ -950,6 +944,348 @@ class CleanupResult(Struct, kw_only=True):
     ]
 
 
+class EventType(StrEnum):
+    resume = "resume"
+    task_success = "task_success"
+    task_failed = "task_failed"
+    task_skipped = "task_skipped"
+
+
+class TriggerEventItem(Struct, kw_only=True):
+    trigger_id: Annotated[
+        int,
+        Meta(
+            description="The trigger that fired.",
+            examples=[17],
+            ge=1,
+            le=9007199254740991,
+        ),
+    ]
+    event_id: Annotated[
+        str,
+        Meta(
+            description="A client-chosen id, unique per event; a repeat is applied once.",
+            examples=["0193a1e0-7d1c-7a51-8f0e-7b6c5d4e3f21"],
+            max_length=100,
+            min_length=1,
+            pattern="^[A-Za-z0-9_.:\\-]+$",
+        ),
+    ]
+    payload: Annotated[
+        Any,
+        Meta(
+            description="The event payload, serde-encoded; the server stores it without decoding it.",
+            examples=[{"status": "done"}],
+        ),
+    ]
+    event_type: EventType | UnsetType = UNSET
+    xcoms: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description="For terminal event types, XComs to push for the task instance before it ends (key → JSON value).",
+                examples=[{"return_value": {"rows": 42}}],
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class TriggerEventsBody(Struct, kw_only=True):
+    events: Annotated[
+        list[TriggerEventItem],
+        Meta(
+            description="The events, applied in order.", max_length=1000, min_length=1
+        ),
+    ]
+
+
+class Level(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+    critical = "critical"
+
+
+class TriggerLogLine(Struct, kw_only=True):
+    trigger_id: Annotated[
+        int,
+        Meta(
+            description="The trigger that wrote the line.",
+            examples=[17],
+            ge=1,
+            le=9007199254740991,
+        ),
+    ]
+    timestamp: Annotated[
+        datetime,
+        Meta(
+            description="When the line was written.", examples=["2026-11-28T10:00:01Z"]
+        ),
+    ]
+    level: Annotated[Level, Meta(description="The level.", examples=["info"])]
+    event: Annotated[
+        str,
+        Meta(
+            description="The message; cut to the server's line limit when longer.",
+            examples=["waiting 60 s"],
+            max_length=1000000,
+        ),
+    ]
+    task_instance_id: (
+        Annotated[
+            UUID,
+            Meta(
+                description="The task instance the trigger serves; null for an asset watcher's trigger.",
+                examples=["0193a1de-4f6b-7c2e-9f1a-2b3c4d5e6f70"],
+            ),
+        ]
+        | None
+        | UnsetType
+    ) = UNSET
+    try_number: (
+        Annotated[
+            int,
+            Meta(
+                description="The try of the task instance.", examples=[1], ge=0, le=1000
+            ),
+        ]
+        | None
+        | UnsetType
+    ) = UNSET
+    extra: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description="The line's other structured fields.",
+                examples=[{"attempt": 2}],
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class TriggerLogBatch(Struct, kw_only=True):
+    lines: Annotated[
+        list[TriggerLogLine],
+        Meta(description="The lines, oldest first.", max_length=10000),
+    ]
+    dropped: (
+        Annotated[
+            int,
+            Meta(
+                description="Lines the triggerer dropped because its buffer was full.",
+                examples=[0],
+                ge=0,
+                le=1000000000,
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class TriggerLogResult(Struct, kw_only=True):
+    stored: Annotated[
+        int, Meta(description="How many lines were stored.", examples=[1], ge=0)
+    ]
+    truncated: Annotated[
+        int,
+        Meta(
+            description="How many of them were cut to the line limit.",
+            examples=[0],
+            ge=0,
+        ),
+    ]
+
+
+class StoredTriggerLogLine(Struct, kw_only=True):
+    trigger_id: Annotated[
+        int, Meta(description="The trigger that wrote the line.", examples=[17])
+    ]
+    job_id: Annotated[
+        int, Meta(description="The triggerer job that ran it.", examples=[3])
+    ]
+    try_number: (
+        Annotated[int, Meta(description="The try of the task instance.", examples=[1])]
+        | None
+    )
+    timestamp: Annotated[
+        datetime,
+        Meta(
+            description="When the line was written.", examples=["2026-11-28T10:00:01Z"]
+        ),
+    ]
+    level: Annotated[str, Meta(description="The level.", examples=["info"])]
+    event: Annotated[str, Meta(description="The message.", examples=["waiting 60 s"])]
+    extra: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description="The line's other structured fields, as received.",
+                examples=[{"attempt": 2}],
+            ),
+        ]
+        | None
+    )
+    truncated: Annotated[
+        bool,
+        Meta(
+            description="True when the message was cut to the server's line limit.",
+            examples=[False],
+        ),
+    ]
+
+
+class TriggerLogList(Struct, kw_only=True):
+    lines: Annotated[list[StoredTriggerLogLine], Meta(description="The lines.")]
+    total: Annotated[int, Meta(description="How many lines match.", examples=[1], ge=0)]
+
+
+class AssetWatcherBody(Struct, kw_only=True):
+    asset_name: Annotated[
+        str,
+        Meta(
+            description="The asset the watcher feeds.",
+            examples=["s3://bucket/landing"],
+            max_length=1000,
+            min_length=1,
+            pattern="^[^\\u0000]*$",
+        ),
+    ]
+    classpath: Annotated[
+        str,
+        Meta(
+            description="The dotted import path of the trigger class.",
+            examples=["tocsin_client.triggers.builtins.FileTrigger"],
+            max_length=1000,
+            min_length=3,
+            pattern="^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)+$",
+        ),
+    ]
+    trigger_kwargs: Annotated[
+        dict[str, Any],
+        Meta(
+            description="The trigger's kwargs, serde-encoded; stored as received.",
+            examples=[{"path": "/data/landing/*.csv"}],
+        ),
+    ]
+
+
+class AssetWatcher(Struct, kw_only=True):
+    id: Annotated[int, Meta(description="The watcher id.", examples=[5])]
+    asset_name: Annotated[
+        str,
+        Meta(
+            description="The asset the watcher feeds.", examples=["s3://bucket/landing"]
+        ),
+    ]
+    trigger_id: Annotated[
+        int, Meta(description="The trigger that feeds it.", examples=[17])
+    ]
+    classpath: Annotated[
+        str,
+        Meta(
+            description="The dotted import path of the trigger class.",
+            examples=["tocsin_client.triggers.builtins.FileTrigger"],
+        ),
+    ]
+    triggerer_id: (
+        Annotated[
+            int, Meta(description="The job holding the trigger, if any.", examples=[3])
+        ]
+        | None
+    )
+    event_count: Annotated[
+        int,
+        Meta(
+            description="How many asset events the watcher recorded.",
+            examples=[12],
+            ge=0,
+        ),
+    ]
+    refused_count: Annotated[
+        int,
+        Meta(
+            description="How many events were refused (a class outside the allowlist, or a payload that did not decode).",
+            examples=[0],
+            ge=0,
+        ),
+    ]
+    last_error: (
+        Annotated[
+            str,
+            Meta(
+                description="Why the last refused event (or the last trigger failure) failed.",
+                examples=[None],
+            ),
+        ]
+        | None
+    )
+
+
+class AssetWatcherList(Struct, kw_only=True):
+    asset_watchers: Annotated[
+        list[AssetWatcher], Meta(description="The asset watchers.")
+    ]
+    total: Annotated[
+        int, Meta(description="How many asset watchers exist.", examples=[1], ge=0)
+    ]
+
+
+class AssetEvent(Struct, kw_only=True):
+    id: Annotated[int, Meta(description="The asset event id.", examples=[40])]
+    asset_name: Annotated[
+        str, Meta(description="The asset.", examples=["s3://bucket/landing"])
+    ]
+    watcher_id: (
+        Annotated[
+            int,
+            Meta(
+                description="The watcher that recorded it; null once the watcher is deleted.",
+                examples=[5],
+            ),
+        ]
+        | None
+    )
+    trigger_id: Annotated[
+        int, Meta(description="The trigger that fired.", examples=[17])
+    ]
+    event_id: Annotated[
+        str,
+        Meta(
+            description="The event id the triggerer sent.",
+            examples=["0193a1e0-7d1c-7a51-8f0e-7b6c5d4e3f21"],
+        ),
+    ]
+    payload: Annotated[
+        Any,
+        Meta(
+            description="The event payload, as received.",
+            examples=[{"path": "/data/landing/a.csv"}],
+        ),
+    ]
+    created_at: Annotated[
+        datetime,
+        Meta(
+            description="When the event was recorded.",
+            examples=["2026-11-28T10:00:02Z"],
+        ),
+    ]
+
+
+class AssetEventList(Struct, kw_only=True):
+    asset_events: Annotated[list[AssetEvent], Meta(description="The asset events.")]
+    total: Annotated[
+        int,
+        Meta(
+            description="How many asset events the watcher recorded.",
+            examples=[1],
+            ge=0,
+        ),
+    ]
+
+
 class Problem(Struct, kw_only=True):
     type: Annotated[
         str,
@@ -997,7 +1333,7 @@ class Problem(Struct, kw_only=True):
             list[str],
             Meta(
                 description="The API versions this server supports (on an unknown-version error).",
-                examples=[["2026-06-01", "2026-11-01"]],
+                examples=[["2026-06-01", "2026-11-01", "2026-12-01"]],
             ),
         ]
         | UnsetType
@@ -1015,3 +1351,94 @@ TaskInstanceStateUpdate: TypeAlias = Annotated[
         examples=[{"state": "success"}],
     ),
 ]
+
+
+class TriggerEventBody(Struct, kw_only=True):
+    event_id: Annotated[
+        str,
+        Meta(
+            description="A client-chosen id, unique per event; a repeat is applied once.",
+            examples=["0193a1e0-7d1c-7a51-8f0e-7b6c5d4e3f21"],
+            max_length=100,
+            min_length=1,
+            pattern="^[A-Za-z0-9_.:\\-]+$",
+        ),
+    ]
+    payload: Annotated[
+        Any,
+        Meta(
+            description="The event payload, serde-encoded; the server stores it without decoding it.",
+            examples=[{"status": "done"}],
+        ),
+    ]
+    event_type: EventType | UnsetType = UNSET
+    xcoms: (
+        Annotated[
+            dict[str, Any],
+            Meta(
+                description="For terminal event types, XComs to push for the task instance before it ends (key → JSON value).",
+                examples=[{"return_value": {"rows": 42}}],
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+
+
+class TriggerEventItemResult(Struct, kw_only=True):
+    trigger_id: Annotated[int, Meta(description="The trigger id.", examples=[17])]
+    event_id: Annotated[
+        str,
+        Meta(
+            description="The event id.",
+            examples=["0193a1e0-7d1c-7a51-8f0e-7b6c5d4e3f21"],
+        ),
+    ]
+    status: Annotated[
+        int,
+        Meta(
+            description="What `submitTriggerEvent` would have answered for this event alone (200, 404, 409, 413, 422).",
+            examples=[200],
+            ge=200,
+            le=599,
+        ),
+    ]
+    duplicate: Annotated[
+        bool,
+        Meta(
+            description="True when this event_id was applied before and nothing was done now.",
+            examples=[False],
+        ),
+    ]
+    task_instances_resumed: Annotated[
+        int,
+        Meta(
+            description="How many task instances the event moved on.",
+            examples=[1],
+            ge=0,
+        ),
+    ]
+    problem: (
+        Annotated[
+            Problem,
+            Meta(description="Why the event was not applied; null when it was."),
+        ]
+        | None
+    )
+
+
+class TriggerEventsResult(Struct, kw_only=True):
+    results: Annotated[
+        list[TriggerEventItemResult],
+        Meta(description="The outcomes, in the order of the submitted events."),
+    ]
+    applied: Annotated[
+        int,
+        Meta(
+            description="How many events were applied now or before (status 200).",
+            examples=[1],
+            ge=0,
+        ),
+    ]
+    failed: Annotated[
+        int, Meta(description="How many events were not applied.", examples=[0], ge=0)
+    ]

@@ -46,6 +46,7 @@ MAX_ID: Final = 2**53 - 1
 """Ids stay within what JSON numbers carry exactly everywhere (JavaScript's safe integers)."""
 
 V2026_11_01: Final = {"since": "2026-11-01"}
+V2026_12_01: Final = {"since": "2026-12-01"}
 
 RUNTIME_READ: Final = requires("worker", "admin", task_instance=True)
 RUNTIME_WRITE: Final = requires("worker", "admin")
@@ -62,7 +63,6 @@ _DESCRIPTIONS: Final = {
     409: "The request conflicts with the current state.",
     413: "The body is larger than the server accepts.",
     422: "The body is well-formed JSON but does not fit the schema; `errors` names the fields.",
-    501: "The operation is in the contract but not implemented by this server yet.",
     503: "The server cannot serve now (for example, the database is unreachable).",
 }
 

@@ -25,7 +25,7 @@ if typing.TYPE_CHECKING:
     from litestar.dto.data_structures import DTOFieldDefinition
     from litestar.openapi.spec import Reference, Schema
 
-_RAW_FIELDS: Final = frozenset({"payload", "xcoms"})
+_RAW_FIELDS: Final = frozenset({"payload", "xcoms", "extra"})
 """Fields holding JSON the server stores as received and never decodes."""
 _AT_PATH: Final = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 

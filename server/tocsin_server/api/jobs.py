@@ -41,7 +41,7 @@ async def list_jobs(state: State, db_session: DbSession, limit: Limit = 100, off
     guards=[TRIGGERER],
     opt=V2026_11_01,
     status_code=201,
-    responses=problems(*WITH_BODY, 501),
+    responses=problems(*WITH_BODY),
 )
 async def register_job(state: State, db_session: DbSession, data: JSONBody[JobRegistrationBody]) -> JobRegistration:
     settings = state.settings
@@ -55,6 +55,7 @@ async def register_job(state: State, db_session: DbSession, data: JSONBody[JobRe
         capacity=lease.capacity,
         heartbeat_interval_s=settings.heartbeat_interval_s,
         liveness_threshold_s=settings.liveness_threshold_s,
+        heartbeat_deadline=lease.heartbeat_deadline,
     )
 
 
@@ -65,14 +66,16 @@ async def register_job(state: State, db_session: DbSession, data: JSONBody[JobRe
     guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
-    responses=problems(*AUTHED, 404, 409, 501),
+    responses=problems(*AUTHED, 404, 409),
 )
 async def heartbeat_job(
     request: Request[Any, Any, Any], state: State, db_session: DbSession, job_id: JobId
 ) -> Heartbeat:
     jobs.check_owner(job_id, job_id_of(request.scope))
     lease = await jobs.heartbeat(db_session, job_id, liveness_threshold_s=state.settings.liveness_threshold_s)
-    return Heartbeat(job_id=job_id, latest_heartbeat=lease.latest_heartbeat)
+    return Heartbeat(
+        job_id=job_id, latest_heartbeat=lease.latest_heartbeat, heartbeat_deadline=lease.heartbeat_deadline
+    )
 
 
 @post(
@@ -82,7 +85,7 @@ async def heartbeat_job(
     guards=[JOB],
     opt=V2026_11_01,
     status_code=204,
-    responses=problems(*AUTHED, 404, 501),
+    responses=problems(*AUTHED, 404),
 )
 async def complete_job(request: Request[Any, Any, Any], db_session: DbSession, job_id: JobId) -> None:
     jobs.check_owner(job_id, job_id_of(request.scope))

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from litestar import Request, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
+from msgspec import UNSET
 
 from tocsin_server.api._common import (
     ADMIN,
@@ -14,6 +15,7 @@ from tocsin_server.api._common import (
     JOB,
     MAX_ID,
     V2026_11_01,
+    V2026_12_01,
     WITH_BODY,
     DbSession,
     Limit,
@@ -25,7 +27,11 @@ from tocsin_server.auth import job_id_of
 from tocsin_server.generated.models import (
     CleanupResult,
     TriggerEventBody,
+    TriggerEventItem,
+    TriggerEventItemResult,
     TriggerEventResult,
+    TriggerEventsBody,
+    TriggerEventsResult,
     TriggerFailureBody,
     TriggerFailureResult,
     TriggerList,
@@ -34,12 +40,25 @@ from tocsin_server.generated.models import (
     Workloads,
     WorkloadsBody,
 )
+from tocsin_server.problems import service_problem
 from tocsin_server.services import claims, events, maintenance, triggers
 from tocsin_server.services.workloads import build_run_trigger_workloads
 
 TriggerId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 RawTriggerEventBody = raw_twin(TriggerEventBody)
-"""TriggerEventBody with ``payload`` as ``msgspec.Raw``: the server never decodes a payload."""
+"""TriggerEventBody with ``payload`` and ``xcoms`` as ``msgspec.Raw``: the server never decodes a payload."""
+RawTriggerEventsBody = raw_twin(TriggerEventsBody, {TriggerEventItem: raw_twin(TriggerEventItem)})
+
+
+def _incoming(trigger_id: int, data: Any) -> events.IncomingEvent:
+    """An event from a (raw) TriggerEventBody or TriggerEventItem."""
+    return events.IncomingEvent(
+        trigger_id=trigger_id,
+        event_id=data.event_id,
+        payload=data.payload,
+        event_type=events.EventType.resume if data.event_type is UNSET else events.EventType(data.event_type),
+        xcoms=None if data.xcoms is UNSET else data.xcoms,
+    )
 
 
 def _limits(state: State) -> events.EventLimits:
@@ -62,7 +81,7 @@ async def list_triggers(db_session: DbSession, limit: Limit = 100, offset: Offse
     guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
-    responses=problems(*WITH_BODY, 409, 501),
+    responses=problems(*WITH_BODY, 409),
 )
 async def load_triggers(
     request: Request[Any, Any, Any], state: State, db_session: DbSession, data: JSONBody[TriggerLoadBody]
@@ -87,7 +106,7 @@ async def load_triggers(
     guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
-    responses=problems(*WITH_BODY, 501),
+    responses=problems(*WITH_BODY),
 )
 async def get_trigger_workloads(
     request: Request[Any, Any, Any], state: State, db_session: DbSession, data: JSONBody[WorkloadsBody]
@@ -111,12 +130,12 @@ async def get_trigger_workloads(
     status_code=200,
     dto=RawBody.of(TriggerEventBody, RawTriggerEventBody),
     return_dto=None,
-    responses=problems(*WITH_BODY, 404, 409, 501),
+    responses=problems(*WITH_BODY, 404, 409),
 )
 async def submit_trigger_event(
     request: Request[Any, Any, Any], state: State, db_session: DbSession, trigger_id: TriggerId, data: JSONBody[Any]
 ) -> TriggerEventResult:
-    incoming = events.IncomingEvent(trigger_id=trigger_id, event_id=data.event_id, payload=data.payload)
+    incoming = _incoming(trigger_id, data)
     [outcome] = await events.submit_events(db_session, job_id_of(request.scope), [incoming], _limits(state))
     if outcome.error is not None:
         raise outcome.error
@@ -129,18 +148,53 @@ async def submit_trigger_event(
 
 
 @post(
+    "/execution/triggers/events",
+    operation_id="submitTriggerEvents",
+    tags=["triggerer"],
+    guards=[JOB],
+    opt=V2026_12_01,
+    status_code=200,
+    dto=RawBody.of(TriggerEventsBody, RawTriggerEventsBody),
+    return_dto=None,
+    responses=problems(*WITH_BODY),
+)
+async def submit_trigger_events(
+    request: Request[Any, Any, Any], state: State, db_session: DbSession, data: JSONBody[Any]
+) -> TriggerEventsResult:
+    incoming = [_incoming(item.trigger_id, item) for item in data.events]
+    outcomes = await events.submit_events(db_session, job_id_of(request.scope), incoming, _limits(state))
+    results = []
+    for outcome in outcomes:
+        status, problem = (
+            (200, None) if outcome.error is None else service_problem(outcome.error, instance=request.url.path)
+        )
+        results.append(
+            TriggerEventItemResult(
+                trigger_id=outcome.trigger_id,
+                event_id=outcome.event_id,
+                status=status,
+                duplicate=outcome.duplicate,
+                task_instances_resumed=outcome.task_instances_resumed,
+                problem=problem,
+            )
+        )
+    applied = sum(1 for r in results if r.status == 200)
+    return TriggerEventsResult(results=results, applied=applied, failed=len(results) - applied)
+
+
+@post(
     "/execution/triggers/{trigger_id:int}/failure",
     operation_id="submitTriggerFailure",
     tags=["triggerer"],
     guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
-    responses=problems(*WITH_BODY, 404, 409, 501),
+    responses=problems(*WITH_BODY, 404, 409),
 )
 async def submit_trigger_failure(
     request: Request[Any, Any, Any], db_session: DbSession, trigger_id: TriggerId, data: JSONBody[TriggerFailureBody]
 ) -> TriggerFailureResult:
-    traceback = [] if isinstance(data.traceback, type(None)) or not isinstance(data.traceback, list) else data.traceback
+    traceback = [] if data.traceback is UNSET else data.traceback
     failed = await events.submit_failure(db_session, job_id_of(request.scope), trigger_id, data.error, traceback)
     return TriggerFailureResult(trigger_id=trigger_id, task_instances_failed=failed)
 
@@ -152,7 +206,7 @@ async def submit_trigger_failure(
     guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
-    responses=problems(*AUTHED, 501),
+    responses=problems(*AUTHED),
 )
 async def cleanup_triggers(state: State, db_session: DbSession) -> CleanupResult:
     ran, deleted = await maintenance.cleanup(db_session, interval_s=state.settings.cleanup_interval_s)

@@ -1,0 +1,75 @@
+"""Asset watchers (admin, 2026-12-01): triggers that feed an asset, and the events they recorded."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import delete, get, post
+from litestar.params import JSONBody, PathParameter
+
+from tocsin_server.api._common import (
+    ADMIN,
+    AUTHED,
+    MAX_ID,
+    V2026_12_01,
+    WITH_BODY,
+    DbSession,
+    Limit,
+    Offset,
+    problems,
+)
+from tocsin_server.generated.models import AssetEventList, AssetWatcher, AssetWatcherBody, AssetWatcherList
+from tocsin_server.services import asset_watchers
+
+WatcherId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
+
+
+@get(
+    "/api/v1/asset-watchers",
+    operation_id="listAssetWatchers",
+    tags=["admin"],
+    guards=[ADMIN],
+    opt=V2026_12_01,
+    responses=problems(*AUTHED),
+)
+async def list_asset_watchers(db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> AssetWatcherList:
+    return await asset_watchers.list_watchers(db_session, limit=limit, offset=offset)
+
+
+@post(
+    "/api/v1/asset-watchers",
+    operation_id="createAssetWatcher",
+    tags=["admin"],
+    guards=[ADMIN],
+    opt=V2026_12_01,
+    status_code=201,
+    responses=problems(*WITH_BODY),
+)
+async def create_asset_watcher(db_session: DbSession, data: JSONBody[AssetWatcherBody]) -> AssetWatcher:
+    return await asset_watchers.create(db_session, data)
+
+
+@delete(
+    "/api/v1/asset-watchers/{watcher_id:int}",
+    operation_id="deleteAssetWatcher",
+    tags=["admin"],
+    guards=[ADMIN],
+    opt=V2026_12_01,
+    responses=problems(*AUTHED, 404),
+)
+async def delete_asset_watcher(db_session: DbSession, watcher_id: WatcherId) -> None:
+    await asset_watchers.delete(db_session, watcher_id)
+
+
+@get(
+    "/api/v1/asset-watchers/{watcher_id:int}/events",
+    operation_id="listAssetEvents",
+    tags=["admin"],
+    guards=[ADMIN],
+    opt=V2026_12_01,
+    responses=problems(*AUTHED, 404),
+)
+async def list_asset_events(
+    db_session: DbSession, watcher_id: WatcherId, limit: Limit = 100, offset: Offset = 0
+) -> AssetEventList:
+    return await asset_watchers.list_events(db_session, watcher_id, limit=limit, offset=offset)
