@@ -152,9 +152,11 @@ async def test__cancel__runs_cleanup_and_reports_nothing(host: Any, tmp_path: An
     runner.start(workload(1, f"{P}.Cleanup", {"marker": str(marker)}))
     await asyncio.sleep(0.05)
     runner.cancel(1)
+    assert 1 not in runner
     async with asyncio.timeout(5):
-        while 1 in runner:
+        while not marker.exists():
             await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
     assert marker.read_text() == "cleaned"
     assert sink.events == [] and sink.failures == [] and sink.done_ids == []
 

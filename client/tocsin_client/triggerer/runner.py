@@ -129,6 +129,7 @@ async def serve(
             if isinstance(frame, Start):
                 for workload in frame.workloads:
                     host.start(workload)
+                await asyncio.sleep(0)  # let this batch take its first step before decoding the next
             elif isinstance(frame, Cancel):
                 for trigger_id in frame.trigger_ids:
                     host.cancel(trigger_id)
