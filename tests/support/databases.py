@@ -49,7 +49,16 @@ def sqlite_database(folder: Path) -> Iterator[str]:
 async def _truncate_postgres(url: str) -> None:
     connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
-        await connection.execute(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE")
+        # A live server's periodic duties (timeouts, cleanup) may hold row locks while TRUNCATE takes its table
+        # locks one by one; PostgreSQL then breaks the deadlock by failing one side. Try again: it is transient.
+        for attempt in range(5):
+            try:
+                await connection.execute(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE")
+                return
+            except asyncpg.exceptions.DeadlockDetectedError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
     finally:
         await connection.close()
 
