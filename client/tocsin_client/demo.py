@@ -41,6 +41,7 @@ class DemoResult:
     resumed: int
     latencies_s: list[float]
     late_deferrals: int
+    fire_at: datetime
 
     @property
     def ok(self) -> bool:
@@ -118,4 +119,4 @@ async def run_demo(
             await asyncio.sleep(0.05 if time.time() >= fire_at - 0.5 else 0.25)
     out.write("\n")
     latencies = [max(0.0, at - fire_at) for at in seen.values()]
-    return DemoResult(tasks=tasks, resumed=len(seen), latencies_s=latencies, late_deferrals=late)
+    return DemoResult(tasks=tasks, resumed=len(seen), latencies_s=latencies, late_deferrals=late, fire_at=moment)

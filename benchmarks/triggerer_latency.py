@@ -1,0 +1,196 @@
+"""Fire-to-resume latency: N task instances whose triggers fire in the same instant, end to end.
+
+    .venv/bin/python benchmarks/triggerer_latency.py [--tasks 1000] [--db sqlite|postgres] [--runners K]
+
+A real ``tocsin api-server`` process and a real ``tocsin triggerer`` process on a fresh database. N task
+instances are deferred on ``DateTimeTrigger``s due at the same moment T (``tocsin demo``'s flow), then:
+
+- server applying: each task instance's ``updated_at``, minus T — the server stamps every row of one event
+  batch with the time it began applying that batch (read from the database after the run); the commit follows;
+- seen by the poller: when the demo's admin-API poll first saw it ``scheduled``, minus T (Airflow's anchor was
+  measured this way, with a 50 ms DB poller).
+
+Baseline in the same run, same server and database: the same N task instances changed directly through the API
+(PATCH to ``success``, 32 in flight) starting at one instant — the floor any triggerer stands on. Airflow 3.3.2's
+recorded anchor: 13.0 s until all 1,000 resumed (p50 8.0 s, p99 12.9 s, seen by a 50 ms poller).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from tocsin_client import AsyncClient
+from tocsin_client.demo import DemoResult, percentile, run_demo
+from tocsin_client.generated.models import DagRunBody, RunningStateUpdate, SuccessStateUpdate, TaskInstanceBody
+from tocsin_server.db import migrate
+from tocsin_server.tokens import TokenAuthority
+
+SECRET = "bench-secret-" + "b" * 40
+POSTGRES_ADMIN = os.environ.get("TOCSIN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"the server at {url} did not get ready")
+
+
+async def _pg(sql: str, dsn: str = POSTGRES_ADMIN) -> list[tuple[object, ...]]:
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        return [tuple(row) for row in await connection.fetch(sql)]
+    finally:
+        await connection.close()
+
+
+def resumed_at(database_url: str, dag_id: str, run_id: str) -> list[datetime]:
+    sql = f"SELECT updated_at FROM task_instance WHERE dag_id = '{dag_id}' AND run_id = '{run_id}'"
+    if database_url.startswith("sqlite"):
+        with sqlite3.connect(database_url.split("///", 1)[1]) as connection:
+            rows = connection.execute(sql).fetchall()
+    else:
+        dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        rows = asyncio.run(_pg(sql, dsn))
+    values = []
+    for (value,) in rows:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        values.append(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    return values
+
+
+async def direct_baseline(client: AsyncClient, tasks: int) -> list[float]:
+    """N task instances moved to success through the API at once: seconds from the start to each answer."""
+    await client.create_dag_run(DagRunBody(dag_id="baseline", run_id="direct"))
+    semaphore = asyncio.Semaphore(32)
+
+    async def create(n: int) -> uuid.UUID:
+        async with semaphore:
+            ti = await client.create_task_instance(
+                TaskInstanceBody(dag_id="baseline", run_id="direct", task_id=f"t{n}")
+            )
+            await client.update_task_instance_state(ti.id, RunningStateUpdate())
+            return ti.id
+
+    ids = await asyncio.gather(*(create(n) for n in range(tasks)))
+    started = time.monotonic()
+
+    async def finish(ti_id: uuid.UUID) -> float:
+        async with semaphore:
+            await client.update_task_instance_state(ti_id, SuccessStateUpdate())
+        return time.monotonic() - started
+
+    return list(await asyncio.gather(*(finish(ti_id) for ti_id in ids)))
+
+
+def stats(values: list[float]) -> str:
+    ms = [value * 1000 for value in values]
+    return f"{percentile(ms, 0.5):.0f} | {percentile(ms, 0.99):.0f} | {max(ms):.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--runners", type=int, default=1)
+    parser.add_argument("--delay", type=float, default=10.0, help="seconds from deferral to T")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="tocsin-latency-"))
+    pg_name = None
+    if args.db == "sqlite":
+        database_url = f"sqlite+aiosqlite:///{folder / 'bench.db'}"
+    else:
+        pg_name = f"tocsin_bench_{uuid.uuid4().hex[:8]}"
+        asyncio.run(_pg(f'CREATE DATABASE "{pg_name}"'))
+        base = POSTGRES_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+        database_url = f"{base}/{pg_name}"
+    migrate.upgrade(database_url)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "TOCSIN_DATABASE_URL": database_url, "TOCSIN_JWT_SECRET": SECRET}
+    authority = TokenAuthority(SECRET, issuer="tocsin", audience="tocsin")
+    cli = [sys.executable, "-m", "tocsin_server.cli"]
+    logs = (folder / "server.log").open("wb"), (folder / "triggerer.log").open("wb")
+    server = subprocess.Popen(
+        [*cli, "api-server", "--port", str(port)], env=env, stdout=logs[0], stderr=subprocess.STDOUT
+    )
+    triggerer = None
+    try:
+        wait_ready(url)
+        triggerer_env = {**env, "TOCSIN_TOKEN": authority.issue("bench", ["triggerer"], 3600)}
+        triggerer = subprocess.Popen(
+            [*cli, "triggerer", "--api-url", url, "--capacity", str(args.tasks * 2), "--runners", str(args.runners)],
+            env=triggerer_env,
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+        )
+        token = authority.issue("bench-admin", ["admin", "worker"], 3600)
+
+        async def run() -> tuple[DemoResult, list[float]]:
+            async with AsyncClient(url, token=token) as client:
+                baseline = await direct_baseline(client, args.tasks)
+                result = await run_demo(client, args.tasks, delay_s=args.delay, timeout_s=120, out=sys.stderr)
+            return result, baseline
+
+        result, baseline = asyncio.run(run())
+        dag_runs = httpx.get(f"{url}/api/v1/dag-runs", headers={"Authorization": f"Bearer {token}"}).json()
+        run_id = next(run["run_id"] for run in dag_runs["dag_runs"] if run["dag_id"] == "tocsin_demo")
+        fire_at = result.fire_at
+        server_resumed = [(at - fire_at).total_seconds() for at in resumed_at(database_url, "tocsin_demo", run_id)]
+        print(
+            f"# fire-to-resume — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()}, {args.db}, {args.runners} runner(s)\n"
+        )
+        print(f"| measure (N = {args.tasks:,}, ms after T) | p50 | p99 | max |")
+        print("|---|---:|---:|---:|")
+        print(f"| tocsin: server began applying the event (`updated_at`) | {stats(server_resumed)} |")
+        print(f"| **tocsin: seen `scheduled` by the admin-API poller (after commit)** | {stats(result.latencies_s)} |")
+        print(
+            f"| baseline, same run: {args.tasks:,} direct state changes through the API, from one instant | {stats(baseline)} |"
+        )
+        print("| Airflow 3.3.2 (recorded anchor, 50 ms DB poller) | 8,000 | 12,910 | 13,010 |")
+        print(f"\nresumed {result.resumed}/{result.tasks}; late deferrals: {result.late_deferrals}")
+    finally:
+        for process in (triggerer, server):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        for log in logs:
+            log.close()
+        if pg_name:
+            asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
