@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from tocsin_server.config import Settings
 from tocsin_server.spec import load_spec
 from tocsin_server.tokens import TokenAuthority
 from tocsin_server.versioning import VERSIONS
@@ -53,9 +54,23 @@ class _Bearer:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
+# The HTTP server (uvicorn + httptools) refuses request lines it cannot buffer with a plain-text 400 before
+# the app sees them; no contract operation is reached, so such generated URLs are out of the gate's scope.
+HTTP_SERVER_URL_LIMIT = 16 * 1024
+
+
 def _fuzz(case: schemathesis.Case, server: LiveServer, version: str) -> None:
     case.headers = {**(case.headers or {}), "Tocsin-API-Version": version}
-    case.call_and_validate(base_url=server.url)
+    response = case.call(base_url=server.url)
+    refused_by_http_server = response.status_code == 400 and "json" not in response.headers.get("content-type", [""])[0]
+    if refused_by_http_server and len(response.request.url or "") > HTTP_SERVER_URL_LIMIT:
+        return
+    if response.status_code == 413:
+        # An over-size body is refused before validation, rightly; schemathesis does not count 413 as a rejection.
+        assert len(response.request.body or b"") > Settings().max_body_bytes
+        assert response.headers["content-type"] == ["application/problem+json"]
+        return
+    case.validate_response(response)
 
 
 _SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
