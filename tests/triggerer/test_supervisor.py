@@ -281,3 +281,14 @@ async def test__trigger_log_lines__are_shipped_with_trigger_and_task_instance(fa
     assert line["level"] == "info"
     assert line["task_instance_id"] and line["try_number"] == 1
     assert line["extra"] == {"logger": "tests.triggerer.sample_triggers"}
+
+
+async def test__workloads_failing_transiently__the_triggers_start_on_a_later_cycle(
+    fake: FakeServer, start: Start
+) -> None:
+    fake.faults.append(answer_for("/execution/triggers/workloads", lambda: problem(503, "Unavailable"), times=3))
+    fake.add_time_trigger(3600)
+    running = start()
+    await eventually(lambda: running.triggerer.running == 1, what="started after three failed fetches")
+    assert fake.calls("/execution/triggers/workloads") == 1
+    assert running.triggerer.stats.api_errors["getTriggerWorkloads"] == 3

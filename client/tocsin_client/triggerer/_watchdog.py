@@ -31,18 +31,23 @@ class Block:
 
 
 def _find_trigger(frame: FrameType | None, code: CodeType) -> tuple[int | None, str]:
-    """The trigger id of the host frame on the stack, and the innermost frame's location."""
+    """The trigger id of the host frame on the stack, and the innermost frames' location.
+
+    The id is looked up first: when the loop is busy rather than stuck, the stack moves on while we read it.
+    """
+    trigger_id = None
+    cursor = frame
+    while cursor is not None:
+        if cursor.f_code is code:
+            found = getattr(cursor.f_locals.get("workload"), "trigger_id", None)
+            trigger_id = found if isinstance(found, int) else None
+            break
+        cursor = cursor.f_back
     where = ""
     if frame is not None:
         summary = traceback.extract_stack(frame, limit=3)
         where = " <- ".join(f"{item.filename}:{item.lineno} in {item.name}" for item in reversed(summary))
-    while frame is not None:
-        if frame.f_code is code:
-            workload = frame.f_locals.get("workload")
-            trigger_id = getattr(workload, "trigger_id", None)
-            return (trigger_id if isinstance(trigger_id, int) else None), where
-        frame = frame.f_back
-    return None, where
+    return trigger_id, where
 
 
 class Watchdog:

@@ -84,6 +84,7 @@ class Triggerer:
         self._signals = 0
         self.job: JobRegistration | None = None
         self._held: set[int] = set()
+        self._pending: set[int] = set()  # held, not dispatched to a runner yet
         self._version: str | None = None
         self._last_cleanup = 0.0
         self._wake_cycle = asyncio.Event()
@@ -245,35 +246,46 @@ class Triggerer:
         except TocsinError:
             self.stats.api_error("loadTriggers")
             raise
+        # A delta answer costs work in proportion to the change, not to the 100,000 triggers held.
         if answer.full:
             self._held = set(answer.trigger_ids)
+            dispatched = self._pool.dispatched()
+            removed = dispatched - self._held
+            self._pending = self._held - dispatched
         else:
+            removed = {trigger_id for trigger_id in answer.removed if trigger_id in self._pool}
             self._held.difference_update(answer.removed)
             self._held.update(answer.added)
+            self._pending.difference_update(answer.removed)
+            self._pending.update(trigger_id for trigger_id in answer.added if trigger_id not in self._pool)
         self._version = answer.version
         self.stats.held = len(self._held)
-        dispatched = self._pool.dispatched()
-        if removed := dispatched - self._held:
+        if removed:
             _log.info("cancelling %d triggers this job no longer holds", len(removed))
             self._pool.cancel(removed)
-        new = self._held - dispatched
-        if new:
-            await self._start(sorted(new))
+        started = await self._start() if self._pending else 0
         await self._maybe_cleanup()
-        return bool(answer.added) or (answer.full and bool(new))
+        return bool(answer.added) or (answer.full and started > 0)
 
-    async def _start(self, trigger_ids: list[int]) -> None:
-        for offset in range(0, len(trigger_ids), WORKLOAD_CHUNK):
-            chunk = trigger_ids[offset : offset + WORKLOAD_CHUNK]
+    async def _start(self) -> int:
+        """Fetch the workloads of the held triggers not running yet and dispatch them; how many started."""
+        pending = sorted(self._pending)
+        started = 0
+        for offset in range(0, len(pending), WORKLOAD_CHUNK):
+            chunk = pending[offset : offset + WORKLOAD_CHUNK]
             try:
                 answer = await self._client.get_trigger_workloads(WorkloadsBody(trigger_ids=chunk))
             except TocsinError:
                 self.stats.api_error("getTriggerWorkloads")
                 raise
             if self._stop.is_set():
-                return
-            started = self._pool.assign(answer.workloads)
+                break
+            # Ids left out of the answer are no longer this job's; the next load says so.
+            self._pending.difference_update(chunk)
+            started += self._pool.assign(answer.workloads)
+        if started:
             _log.info("started %d triggers", started)
+        return started
 
     async def _maybe_cleanup(self) -> None:
         now = time.monotonic()
@@ -299,7 +311,7 @@ class Triggerer:
 
     def _on_lost(self, trigger_ids: set[int]) -> None:
         """A runner died: its triggers are started again on the next cycle, which starts now."""
-        del trigger_ids
+        self._pending.update(trigger_ids & self._held)
         self._wake_cycle.set()
 
     # -- stopping --------------------------------------------------------------------------------------------------
