@@ -289,3 +289,41 @@ def test__frozen_triggerer_declared_dead__exits_non_zero_on_its_next_heartbeat(
         os.kill(triggerer.process.pid, signal.SIGCONT)
     assert triggerer.wait(20) == 3
     assert "heartbeat refused" in triggerer.output() or "load refused" in triggerer.output()
+
+
+def test__trigger_log_lines__are_readable_through_the_admin_api_after_the_triggerer_is_gone(
+    start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
+) -> None:
+    server = start_server()
+    tasks = tasks_for(server.url)
+    ti_id = tasks.defer(f"{P}.Logging", {})
+    triggerer = start_triggerer(server.url)
+    tasks.wait_state(ti_id, "scheduled")
+    triggerer.process.send_signal(signal.SIGTERM)
+    assert triggerer.wait(20) == 0
+    lines = tasks.client.get_task_instance_logs(ti_id).lines
+    [line] = [line for line in lines if line.event == "hello from trigger"]
+    assert line.level == "info"
+    assert line.try_number == 1
+    assert line.job_id == tasks.client.list_jobs().jobs[0].id
+
+
+def test__second_sigterm__exits_at_once_without_waiting_for_the_grace_period(
+    start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
+) -> None:
+    server = start_server()
+    tasks = tasks_for(server.url)
+    proxy = Proxy(int(server.url.rsplit(":", 1)[1]))
+    fire_at = in_seconds(2.5)
+    tasks.defer("tocsin_client.triggers.DateTimeTrigger", {"moment": fire_at})
+    triggerer = start_triggerer(proxy.url, "--grace-period", "60")
+    poll(lambda: tasks.client.list_triggers().triggers[0].triggerer_id is not None, 20, "claimed")
+    proxy.stop()  # the event will wait in the queue: a graceful stop would wait up to 60 s to deliver it
+    poll(lambda: datetime.now(UTC) > fire_at + timedelta(seconds=0.5), 10, "fired")
+    triggerer.process.send_signal(signal.SIGTERM)
+    poll(lambda: "SIGTERM: stopping" in triggerer.output(), 10, "the graceful stop began")
+    started = time.monotonic()
+    triggerer.process.send_signal(signal.SIGTERM)
+    assert triggerer.wait(5) == 130
+    assert time.monotonic() - started < 5
+    assert "SIGTERM again: exiting now" in triggerer.output()
