@@ -74,7 +74,7 @@ def strict_query(*names: str) -> Guard:
     a client that sent either meant something else, so it gets a 400 naming the parameter.
     """
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         for name in names:
             values = connection.query_params.getall(name, [])
             if len(values) > 1 or "null" in values:

@@ -1,0 +1,43 @@
+"""The lean read path survives the database dropping its connections."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import httpx
+import pytest
+from tocsin_server.tokens import TokenAuthority
+
+from tests.support.live_server import LiveServer
+
+
+async def _terminate_other_backends(database_url: str) -> int:
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        rows = await connection.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return len(rows)
+    finally:
+        await connection.close()
+
+
+def test__reads_recover_after_the_database_drops_every_connection(
+    live: LiveServer, authority: TokenAuthority, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("only PostgreSQL can drop the server's connections from outside")
+    headers = {"Authorization": f"Bearer {authority.issue('t', ['admin', 'worker'], 600)}"}
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=live.url, headers=headers, timeout=30) as client:
+            assert (await client.put("/execution/variables/k", json={"value": "v"})).status_code == 200
+            for _ in range(3):
+                await asyncio.gather(*(client.get("/execution/variables/k") for _ in range(12)))
+            assert await _terminate_other_backends(database_url) > 0
+            responses = await asyncio.gather(*(client.get("/execution/variables/k") for _ in range(24)))
+            assert [r.status_code for r in responses] == [200] * 24
+
+    asyncio.run(run())
