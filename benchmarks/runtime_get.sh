@@ -25,6 +25,11 @@
 #   PG_HOST=127.0.0.1 PG_PORT=5432 PG_USER=postgres BENCH_DB=tocsin_bench
 #   AIRFLOW_URL, AIRFLOW_TOKEN     load Airflow's GET /execution/variables/$AIRFLOW_VAR in the same run
 #   AIRFLOW_VAR=bench_var AIRFLOW_API_VERSION=2026-06-30
+#   AIRFLOW_PID                    optional: the Airflow server's PID, for its CPU and RSS columns
+#   AIRFLOW_START=1                start Airflow's api-server here (1 worker, pinned like the others, stopped at
+#                                  exit) from the shared baseline's venv and seed (SHARED_BENCH, default
+#                                  <repo>/../shared/bench; prepare it once with its airflow/setup.sh)
+#   AIRFLOW_PORT=18083             its port
 #   PROFILE=1                      afterwards, py-spy each tocsin server under c=16 load (needs py-spy)
 #   PROFILE_DURATION=$DURATION PROFILE_RATE=200
 #   OUT_DIR                        results folder (default: a new temporary folder)
@@ -60,6 +65,9 @@ PROFILE=${PROFILE:-0}
 QUIET_WAIT=${QUIET_WAIT:-30}
 PROFILE_DURATION=${PROFILE_DURATION:-$DURATION}
 PROFILE_RATE=${PROFILE_RATE:-200}
+AIRFLOW_START=${AIRFLOW_START:-0}
+AIRFLOW_PORT=${AIRFLOW_PORT:-18083}
+SHARED_BENCH=${SHARED_BENCH:-$REPO/../shared/bench}
 VAR_KEY=bench_var
 VAR_VALUE="hello from the bench variable"
 
@@ -197,6 +205,7 @@ print(", ".join(out))
 PYEOF
 )"
   echo "wrk:      $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)"
+  echo "tree:     $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo 'not a git checkout') (tocsin under test: the working tree, as installed in $(basename "$VENV"))"
   echo "load:     $CONCURRENCY connections, ${WARMUP}s warm-up + ${DURATION}s measured, $WRK_THREADS wrk thread(s), $ROUNDS round(s), PIN=$PIN (server CPU $SERVER_CPU, wrk CPU $WRK_CPU)"
 } | tee "$OUT_DIR/machine.txt" >&2
 
@@ -264,6 +273,29 @@ wait_http "http://127.0.0.1:$HELLO_PORT/hello" 60 || { tail -n30 "$OUT_DIR/hello
 log "[hello] probe: $(curl -s "http://127.0.0.1:$HELLO_PORT/hello"), idle RSS $(rss_mib "$HELLO_PID") MiB"
 TARGETS=("hello-litestar|http://127.0.0.1:$HELLO_PORT/hello|$HELLO_PID|" "${TARGETS[@]}")
 
+if [ "$AIRFLOW_START" = 1 ] && [ -z "${AIRFLOW_URL:-}" ]; then
+  AF_ENV="$SHARED_BENCH/airflow/env.sh"
+  [ -f "$AF_ENV" ] || die "AIRFLOW_START=1: no $AF_ENV (set SHARED_BENCH to the shared bench folder)"
+  # The shared scripts keep Airflow's venv, home and seed ids under their BENCH_ROOT; read them in a subshell so
+  # that none of Airflow's settings leak into this script's environment.
+  af() { bash -c 'af_env=$1; shift; source "$af_env"; source "$BENCH_ROOT/db_kind.env" 2>/dev/null || true
+    [ "${DB_KIND:-postgres}" = sqlite ] && export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$BENCH_ROOT/airflow.db"
+    [ -f "$BENCH_ROOT/seed.env" ] && source "$BENCH_ROOT/seed.env"; eval "$1"' _ "$AF_ENV" "$1"; }
+  af '[ -x "$VENV/bin/airflow" ] && [ -f "$BENCH_ROOT/seed.env" ]' \
+    || die "AIRFLOW_START=1: Airflow is not set up: bash $SHARED_BENCH/airflow/setup.sh"
+  start_server airflow "$AIRFLOW_PORT" "$OUT_DIR/airflow.server.log" \
+    bash -c 'source "$1"; source "$BENCH_ROOT/db_kind.env" 2>/dev/null || true
+      [ "${DB_KIND:-postgres}" = sqlite ] && export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$BENCH_ROOT/airflow.db"
+      exec "$VENV/bin/airflow" api-server --host 127.0.0.1 --port "$2" --workers 1 --apps all' _ "$AF_ENV" "$AIRFLOW_PORT"
+  AIRFLOW_PID=$SPID
+  log "[airflow] server: ${pin_server[*]} airflow api-server --host 127.0.0.1 --port $AIRFLOW_PORT --workers 1 --apps all  (pid $AIRFLOW_PID)"
+  wait_http "http://127.0.0.1:$AIRFLOW_PORT/execution/health" 180 \
+    || { tail -n30 "$OUT_DIR/airflow.server.log" >&2; die "Airflow's api-server did not come up"; }
+  AIRFLOW_TOKEN=$(af '"$VENV/bin/python" "$(dirname "$af_env")/mint_token.py" "$TI_ID" 21600 2>/dev/null | tail -n1')
+  AIRFLOW_API_VERSION=$(af '"$VENV/bin/python" -c "from airflow.sdk.api.datamodels._generated import API_VERSION; print(API_VERSION)" 2>/dev/null | tail -n1')
+  AIRFLOW_URL="http://127.0.0.1:$AIRFLOW_PORT"
+  log "[airflow] $(af '"$VENV/bin/airflow" version 2>/dev/null | tail -n1'), API version $AIRFLOW_API_VERSION, idle RSS $(rss_mib "$AIRFLOW_PID") MiB"
+fi
 if [ -n "${AIRFLOW_URL:-}" ] && [ -n "${AIRFLOW_TOKEN:-}" ]; then
   host=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.urlsplit(sys.argv[1]).hostname or "")' "$AIRFLOW_URL")
   case "$host" in
@@ -274,7 +306,9 @@ if [ -n "${AIRFLOW_URL:-}" ] && [ -n "${AIRFLOW_TOKEN:-}" ]; then
         -H "Airflow-API-Version: $AIRFLOW_API_VERSION" "$url" || true)
       log "[airflow] probe $url: HTTP $code: $(head -c 200 "$OUT_DIR/airflow.probe" 2>/dev/null)"
       if [ "$code" = 200 ]; then
-        TARGETS+=("airflow|$url|-|-H|Authorization: Bearer $AIRFLOW_TOKEN|-H|Airflow-API-Version: $AIRFLOW_API_VERSION")
+        apid=${AIRFLOW_PID:--}
+        [ "$apid" != "-" ] && ! kill -0 "$apid" 2>/dev/null && { log "!! AIRFLOW_PID=$apid is not running: ignored"; apid=-; }
+        TARGETS+=("airflow|$url|$apid|-H|Authorization: Bearer $AIRFLOW_TOKEN|-H|Airflow-API-Version: $AIRFLOW_API_VERSION")
       else
         log "!! Airflow did not answer 200: the table uses the recorded anchor instead"
       fi ;;

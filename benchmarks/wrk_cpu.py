@@ -83,11 +83,13 @@ def run(server_pid: int | None, command: list[str]) -> int:
         return 100.0 * ticks / TICK / wall
 
     wrk_s = (children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
-    total, server, pg = pct(busy1 - busy0), pct(server1 - server0), pct(pg1 - pg0)
+    # postgres backends that exit during the run take their ticks with them: never below zero
+    total, server, pg = pct(busy1 - busy0), pct(server1 - server0), max(0.0, pct(pg1 - pg0))
     wrk = 100.0 * wrk_s / wall
     other = max(0.0, total - server - wrk - pg)
+    server_text = f"{server:.0f}" if server_pid else "-"
     print(
-        f"CPU server_pct={server:.0f} wrk_pct={wrk:.0f} postgres_pct={pg:.0f} other_pct={other:.0f} total_pct={total:.0f}"
+        f"CPU server_pct={server_text} wrk_pct={wrk:.0f} postgres_pct={pg:.0f} other_pct={other:.0f} total_pct={total:.0f}"
     )
     return completed.returncode
 
