@@ -114,3 +114,11 @@ class Exit(_Simple):
 
 class NotATrigger:
     pass
+
+
+class ReadsVariableLater(_Simple):
+    """Sleeps, then reads a variable with its task-instance token (which may have expired meanwhile)."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        await asyncio.sleep(self.kwargs.get("delay", 0.0))
+        yield TriggerEvent(await self.context.get_variable(self.kwargs["key"]))

@@ -327,3 +327,19 @@ def test__second_sigterm__exits_at_once_without_waiting_for_the_grace_period(
     assert triggerer.wait(5) == 130
     assert time.monotonic() - started < 5
     assert "SIGTERM again: exiting now" in triggerer.output()
+
+
+def test__trigger_sleeping_past_its_token_lifetime__still_reads_through_the_api(
+    start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
+) -> None:
+    from tocsin_client.generated.models import VariableBody
+
+    server = start_server(TOCSIN_TI_TOKEN_TTL_S="1")  # expired 1 s + the server's 5 s leeway later
+    tasks = tasks_for(server.url)
+    tasks.client.put_variable("greeting", VariableBody(value="hello"))
+    ti_id = tasks.defer(f"{P}.ReadsVariableLater", {"key": "greeting", "delay": 8.0})
+    triggerer = start_triggerer(server.url)
+    ti = tasks.wait_state(ti_id, "scheduled")
+    assert ti.next_method == "execute_complete", ti.next_kwargs
+    assert ti.next_kwargs is not None and ti.next_kwargs["event"] == "hello"
+    assert "its task-instance token expired; renewed" in triggerer.output()

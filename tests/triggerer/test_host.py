@@ -72,7 +72,7 @@ def workload(trigger_id: int, classpath: str, kwargs: dict[str, Any], *, with_ta
 async def host() -> Any:
     client = AsyncClient("http://tocsin.test")
     sink = ListSink()
-    yield TriggerHost(sink, client.with_token), sink
+    yield TriggerHost(sink, lambda _id, token: client.with_token(token)), sink
     await client.aclose()
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "Tick",
     "ToRunner",
     "ToSupervisor",
+    "TokenGrant",
+    "TokenRequest",
     "encode",
     "read_frame",
 ]
@@ -52,6 +54,13 @@ class Cancel(msgspec.Struct, tag="cancel"):
     """Stop these triggers (their cleanup still runs)."""
 
     trigger_ids: list[int]
+
+
+class TokenGrant(msgspec.Struct, tag="token"):
+    """A fresh task-instance token for a trigger (None: the job no longer holds it)."""
+
+    trigger_id: int
+    token: str | None
 
 
 class Shutdown(msgspec.Struct, tag="shutdown"):
@@ -114,12 +123,18 @@ class Tick(msgspec.Struct, tag="tick"):
     blocked_total: int
 
 
+class TokenRequest(msgspec.Struct, tag="token_request"):
+    """A trigger's token was refused as expired: ask for a fresh one."""
+
+    trigger_id: int
+
+
 class Bye(msgspec.Struct, tag="bye"):
     """The runner finished its shutdown."""
 
 
-ToRunner = Start | Cancel | Shutdown
-ToSupervisor = Hello | Report | Tick | Bye
+ToRunner = Start | Cancel | TokenGrant | Shutdown
+ToSupervisor = Hello | Report | Tick | TokenRequest | Bye
 
 _encoder = msgspec.msgpack.Encoder()
 

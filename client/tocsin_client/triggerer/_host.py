@@ -86,7 +86,7 @@ class TriggerHost:
 
     Args:
         sink: Receives events, failures and the ids of triggers whose coroutine ended.
-        client_factory: Builds the ``AsyncClient`` a trigger's context uses, from its workload token.
+        client_factory: Builds the ``AsyncClient`` a trigger's context uses, from its id and workload token.
         allowed: serde allowlist patterns for trigger kwargs.
         cleanup_timeout_s: How long ``cleanup()`` of one trigger may take.
     """
@@ -94,7 +94,7 @@ class TriggerHost:
     def __init__(
         self,
         sink: Sink,
-        client_factory: Callable[[str | None], AsyncClient],
+        client_factory: Callable[[int, str | None], AsyncClient],
         *,
         allowed: tuple[str, ...] = ("tocsin_client.*",),
         cleanup_timeout_s: float = 5.0,
@@ -178,7 +178,7 @@ class TriggerHost:
             msg = f"cannot build {workload.classpath} from its kwargs: {_error_text(exc)}"
             raise TriggerError(msg) from exc
         trigger.context = TriggerContext(
-            client=self._client_factory(workload.token), task_instance=workload.task_instance
+            client=self._client_factory(workload.trigger_id, workload.token), task_instance=workload.task_instance
         )
         return trigger
 

@@ -27,6 +27,8 @@ from tocsin_client.triggerer._frames import (
     Shutdown,
     Start,
     Tick,
+    TokenGrant,
+    TokenRequest,
     ToSupervisor,
     encode,
     read_frame,
@@ -70,6 +72,7 @@ class RunnerPool:
         config: The triggerer's settings.
         on_report: Called with each ``Report`` a runner sends.
         on_lost: Called with the trigger ids a runner held when it died unexpectedly.
+        on_token_request: Called with a trigger id whose task-instance token expired; answer with ``grant``.
     """
 
     def __init__(
@@ -77,10 +80,12 @@ class RunnerPool:
         config: TriggererConfig,
         on_report: Callable[[Report], None],
         on_lost: Callable[[set[int]], None],
+        on_token_request: Callable[[int], None] | None = None,
     ) -> None:
         self._config = config
         self._on_report = on_report
         self._on_lost = on_lost
+        self._on_token_request = on_token_request
         self._runners = [_Runner(index) for index in range(config.runners)]
         self._owner: dict[int, _Runner] = {}
         self._closing = False
@@ -195,6 +200,12 @@ class RunnerPool:
         if runner is not None:
             runner.send(encode(Cancel(trigger_ids=[trigger_id])))
 
+    def grant(self, trigger_id: int, token: str | None) -> None:
+        """Answer a runner's token request."""
+        runner = self._owner.get(trigger_id)
+        if runner is not None:
+            runner.send(encode(TokenGrant(trigger_id=trigger_id, token=token)))
+
     def __contains__(self, trigger_id: object) -> bool:
         return trigger_id in self._owner
 
@@ -236,6 +247,11 @@ class RunnerPool:
                     self._on_report(frame)
                 elif isinstance(frame, Tick):
                     runner.running, runner.lag_s, runner.blocked_total = frame.running, frame.lag_s, frame.blocked_total
+                elif isinstance(frame, TokenRequest):
+                    if self._on_token_request is None:
+                        runner.send(encode(TokenGrant(trigger_id=frame.trigger_id, token=None)))
+                    else:
+                        self._on_token_request(frame.trigger_id)
                 elif isinstance(frame, Hello):
                     _log.info("runner %s started (pid %s)", runner.index, frame.pid)
                     runner.ready.set()

@@ -21,7 +21,6 @@ from typing import Final
 
 import msgspec
 
-from tocsin_client._client import AsyncClient
 from tocsin_client.triggerer._frames import (
     Bye,
     Cancel,
@@ -30,12 +29,15 @@ from tocsin_client.triggerer._frames import (
     Shutdown,
     Start,
     Tick,
+    TokenGrant,
+    TokenRequest,
     ToRunner,
     encode,
     read_frame,
 )
 from tocsin_client.triggerer._host import TriggerHost
 from tocsin_client.triggerer._reporter import Reporter, TriggerLogHandler
+from tocsin_client.triggerer._tokens import TokenBroker, TriggerClient
 from tocsin_client.triggerer._watchdog import Block, Watchdog
 
 __all__ = ["main", "serve"]
@@ -109,9 +111,11 @@ async def serve(
     block_threshold_s: float = 0.2,
 ) -> None:
     """Run triggers as the frames on ``reader`` say until ``Shutdown`` or the end of the stream."""
-    client = AsyncClient(api_url, api_version=api_version)
+    client = TriggerClient(api_url, api_version=api_version)
+    tokens = TokenBroker(lambda trigger_id: writer.write(encode(TokenRequest(trigger_id=trigger_id))))
+    client.refresher = tokens.fresh
     reporter = Reporter(writer)
-    host = TriggerHost(reporter, client.with_token, allowed=allowed)
+    host = TriggerHost(reporter, client.for_trigger, allowed=allowed)
     logging.getLogger().addHandler(TriggerLogHandler(reporter))
     watchdog = Watchdog(
         threading.get_ident(),
@@ -133,6 +137,8 @@ async def serve(
             elif isinstance(frame, Cancel):
                 for trigger_id in frame.trigger_ids:
                     host.cancel(trigger_id)
+            elif isinstance(frame, TokenGrant):
+                tokens.grant(frame.trigger_id, frame.token)
             elif isinstance(frame, Shutdown):
                 await host.stop(frame.timeout_s)
                 reporter.flush()

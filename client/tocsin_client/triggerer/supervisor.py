@@ -70,7 +70,8 @@ class Triggerer:
         self._client = AsyncClient(
             config.api_url, token=config.token, api_version=config.api_version, transport=transport
         )
-        self._pool = RunnerPool(config, self._on_report, self._on_lost)
+        self._pool = RunnerPool(config, self._on_report, self._on_lost, self._on_token_request)
+        self._token_tasks: set[asyncio.Task[None]] = set()
         self._outbox = Outbox(
             self._client,
             self.stats,
@@ -308,6 +309,23 @@ class Triggerer:
             self._outbox.put_failure(failure)
         if report.logs or report.logs_dropped:
             self._logs.add(report.logs, report.logs_dropped)
+
+    def _on_token_request(self, trigger_id: int) -> None:
+        """A trigger's task-instance token expired: its workload, fetched again, carries a fresh one."""
+        task = asyncio.create_task(self._grant_token(trigger_id))
+        self._token_tasks.add(task)
+        task.add_done_callback(self._token_tasks.discard)
+
+    async def _grant_token(self, trigger_id: int) -> None:
+        token = None
+        try:
+            answer = await self._client.get_trigger_workloads(WorkloadsBody(trigger_ids=[trigger_id]))
+            token = next((w.token for w in answer.workloads if w.trigger_id == trigger_id), None)
+            _log.info("trigger %s: its task-instance token expired; %s", trigger_id, "renewed" if token else "not held")
+        except TocsinError as exc:
+            self.stats.api_error("getTriggerWorkloads")
+            _log.warning("trigger %s: no fresh token: %s", trigger_id, exc)
+        self._pool.grant(trigger_id, token)
 
     def _on_lost(self, trigger_ids: set[int]) -> None:
         """A runner died: its triggers are started again on the next cycle, which starts now."""
