@@ -193,7 +193,7 @@ async def test__graceful_stop__delivers_queued_events_then_completes_the_job(fak
 async def test__blocking_trigger__does_not_stop_heartbeats_and_is_named(
     fake: FakeServer, start: Start, capfd: Any
 ) -> None:
-    blocker = fake.add_trigger(f"{P}.Blocking", {"seconds": 1.5, "delay": 0.2})
+    blocker = fake.add_trigger(f"{P}.Blocking", {"seconds": 1.5, "delay": 1.5})  # ticks see it running first
     running = start(runners=2)
     await eventually(lambda: running.triggerer.running == 1)
     before = fake.jobs[1].heartbeats
