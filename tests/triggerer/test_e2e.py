@@ -343,3 +343,22 @@ def test__trigger_sleeping_past_its_token_lifetime__still_reads_through_the_api(
     assert ti.next_method == "execute_complete", ti.next_kwargs
     assert ti.next_kwargs is not None and ti.next_kwargs["event"] == "hello"
     assert "its task-instance token expired; renewed" in triggerer.output()
+
+
+def test__asset_watcher_trigger__every_event_becomes_an_asset_event(
+    start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
+) -> None:
+    from tocsin_client.generated.models import AssetWatcherBody
+
+    server = start_server()
+    tasks = tasks_for(server.url)
+    body = AssetWatcherBody(asset_name="s3://bucket/data", classpath=f"{P}.Watcher", trigger_kwargs={"count": 3})
+    watcher = tasks.client.create_asset_watcher(body)
+    start_triggerer(server.url)
+    events = poll(
+        lambda: len(found := tasks.client.list_asset_events(watcher.id).asset_events) == 3 and found,
+        20,
+        "three asset events",
+    )
+    assert sorted(event.payload for event in events) == [0, 1, 2]
+    assert len({event.event_id for event in events}) == 3
