@@ -65,6 +65,7 @@ def _configure_logging(index: int, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per runtime call would drown the trigger's own
 
 
 class _Runner:
