@@ -1,4 +1,4 @@
-"""The lean read path survives the database dropping its connections."""
+"""Reads and writes survive the database dropping every connection (a restart, a failover)."""
 
 from __future__ import annotations
 
@@ -39,5 +39,7 @@ def test__reads_recover_after_the_database_drops_every_connection(
             assert await _terminate_other_backends(database_url) > 0
             responses = await asyncio.gather(*(client.get("/execution/variables/k") for _ in range(24)))
             assert [r.status_code for r in responses] == [200] * 24
+            # the write engine's pooled connections died too: a checkout pings before use
+            assert (await client.put("/execution/variables/k", json={"value": "w"})).status_code == 200
 
     asyncio.run(run())

@@ -42,20 +42,23 @@ def create_write_engine(settings: Settings) -> AsyncEngine:
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        pool_pre_ping=False,
+        # A write after the database dropped its connections (restart, failover) must not be a 500: a
+        # checkout pings first. Writes are not the hot path; the reads keep their own connections.
+        pool_pre_ping=True,
     )
 
 
 def create_read_engine(settings: Settings) -> AsyncEngine:
     """SQLite only: a separate engine whose connections read in autocommit, never taking the write lock."""
     # No overflow: an overflow connection is closed on return, and reopening one (an aiosqlite thread plus
-    # the PRAGMAs) on every burst cost more than the read itself (benchmarks/).
+    # the PRAGMAs) on every burst cost more than the read itself (benchmarks/). An in-memory database has
+    # one shared connection (StaticPool) and takes no pool sizes.
+    pool = {} if ":memory:" in settings.database_url else {"pool_size": 2 * settings.db_pool_size, "max_overflow": 0}
     engine = create_async_engine(
         settings.database_url,
         connect_args={"timeout": 30},
         isolation_level="AUTOCOMMIT",
-        pool_size=2 * settings.db_pool_size,
-        max_overflow=0,
+        **pool,
     )
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

@@ -64,6 +64,20 @@ class _ConnectionLostError(Exception):
     """The connection died under a read (its cause is the driver's error)."""
 
 
+def _is_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection is gone (rather than that the statement failed)."""
+    import asyncpg  # noqa: PLC0415
+
+    return isinstance(
+        exc,
+        OSError
+        | ConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError,
+    )
+
+
 class AsyncpgReads:
     """Hot reads on PostgreSQL over a fixed set of asyncpg connections.
 
@@ -128,15 +142,14 @@ class AsyncpgReads:
             return await connection.fetchrow(numbered, *args)
         except BaseException as exc:
             cancelled = isinstance(exc, asyncio.CancelledError)
-            if connection is not None and (cancelled or connection.is_closed()):
+            lost = _is_lost(exc) or (connection is not None and connection.is_closed())
+            if connection is not None and (cancelled or lost):
                 # cancelled mid-exchange, or lost: never hand this connection to another request
                 self._open.discard(connection)
                 connection.terminate()
                 connection = None
-                if not cancelled:
-                    raise _ConnectionLostError from exc
-            elif isinstance(exc, OSError):
-                raise _ConnectionLostError from exc  # could not connect at all
+            if lost and not cancelled:
+                raise _ConnectionLostError from exc
             raise
         finally:
             self._idle.put_nowait(connection)
