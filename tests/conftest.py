@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -80,13 +81,22 @@ def admin(client: TestClient[Litestar], auth: Callable[..., dict[str, str]]) -> 
 
 @pytest.fixture(scope="session")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A real ``tocsin api-server`` process on each backend's session database."""
+    """A real ``tocsin api-server`` process per backend, on a database of its own.
+
+    Its own database, because the server runs periodic duties (timeouts, reaping, cleanup) in the
+    background: on the database the in-process tests use, they would race those tests' assertions.
+    """
     log = Path(tmp_path_factory.mktemp("server")) / "server.log"
-    with live_server(database_url, SECRET, log) as running:
-        yield running
+    with ExitStack() as stack:
+        if database_url.startswith("postgresql"):
+            url = stack.enter_context(postgres_database())
+        else:
+            url = stack.enter_context(sqlite_database(tmp_path_factory.mktemp("server-sqlite")))
+        yield stack.enter_context(live_server(url, SECRET, log))
 
 
 @pytest.fixture
-def live(server: LiveServer, clean_database: str) -> LiveServer:
+def live(server: LiveServer) -> LiveServer:
     """The live server with an empty database."""
+    empty_database(server.env["TOCSIN_DATABASE_URL"])
     return server

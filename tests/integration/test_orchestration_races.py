@@ -73,7 +73,7 @@ def test__concurrent_loads_from_many_jobs_never_double_assign(live: LiveServer, 
 
 @pytest.mark.parametrize("attempt", range(3))
 def test__event_racing_a_reassignment_applies_at_most_once(
-    live: LiveServer, authority: TokenAuthority, clean_database: str, attempt: int
+    live: LiveServer, authority: TokenAuthority, attempt: int
 ) -> None:
     admin, triggerer = _headers(authority, "admin", "worker"), _headers(authority, "triggerer")
 
@@ -82,7 +82,9 @@ def test__event_racing_a_reassignment_applies_at_most_once(
             triggers = await _defer_many(client, admin, 20)
             old_id, old = await _register(client, triggerer)
             assert sorted((await _load(client, old)).json()["trigger_ids"]) == sorted(triggers)
-            await asyncio.to_thread(age_job, clean_database, old_id)  # its lease ran out: the next claim reaps it
+            await asyncio.to_thread(
+                age_job, live.env["TOCSIN_DATABASE_URL"], old_id
+            )  # its lease ran out: the next claim reaps it
             new_id, new = await _register(client, triggerer)
             sends = [
                 client.post(f"/execution/triggers/{t}/event", json={"event_id": f"old-{t}", "payload": t}, headers=old)
@@ -114,7 +116,7 @@ def test__event_racing_a_reassignment_applies_at_most_once(
 
 @pytest.mark.parametrize("attempt", range(3))
 def test__heartbeat_vs_reaping_is_decided_by_one_conditional_update(
-    live: LiveServer, authority: TokenAuthority, clean_database: str, attempt: int
+    live: LiveServer, authority: TokenAuthority, attempt: int
 ) -> None:
     admin, triggerer = _headers(authority, "admin", "worker"), _headers(authority, "triggerer")
 
@@ -123,7 +125,7 @@ def test__heartbeat_vs_reaping_is_decided_by_one_conditional_update(
             triggers = await _defer_many(client, admin, 10)
             late_id, late = await _register(client, triggerer)
             await _load(client, late)
-            await asyncio.to_thread(age_job, clean_database, late_id)
+            await asyncio.to_thread(age_job, live.env["TOCSIN_DATABASE_URL"], late_id)
             _, other = await _register(client, triggerer)
             beat, claim = await asyncio.gather(
                 client.post(f"/execution/jobs/{late_id}/heartbeat", headers=late), _load(client, other)

@@ -24,9 +24,8 @@ async def _terminate_other_backends(database_url: str) -> int:
         await connection.close()
 
 
-def test__reads_recover_after_the_database_drops_every_connection(
-    live: LiveServer, authority: TokenAuthority, database_url: str
-) -> None:
+def test__reads_recover_after_the_database_drops_every_connection(live: LiveServer, authority: TokenAuthority) -> None:
+    database_url = live.env["TOCSIN_DATABASE_URL"]
     if not database_url.startswith("postgresql"):
         pytest.skip("only PostgreSQL can drop the server's connections from outside")
     headers = {"Authorization": f"Bearer {authority.issue('t', ['admin', 'worker'], 600)}"}
