@@ -32,6 +32,7 @@ from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.reads import create_reads
 from tocsin_server.db.transactions import create_sessionmaker, provide_transaction
 from tocsin_server.problems import EXCEPTION_HANDLERS
+from tocsin_server.services.kwargs_cipher import KwargsCipher
 from tocsin_server.services.maintenance import periodic_loop
 from tocsin_server.tokens import TokenAuthority
 from tocsin_server.versioning import LATEST, ApiVersionMiddleware, echo_version
@@ -120,6 +121,7 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
                 "sessionmaker": sessionmaker,
                 "settings": settings,
                 "authority": authority,
+                "kwargs_cipher": KwargsCipher(settings.trigger_kwargs_keys),
                 "dialect": "postgresql" if settings.is_postgres else "sqlite",
             }
         ),

@@ -254,6 +254,13 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_key_create(_: argparse.Namespace) -> int:
+    from cryptography.fernet import Fernet  # noqa: PLC0415
+
+    sys.stdout.write(Fernet.generate_key().decode() + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tocsin", description="tocsin: deferred-task triggers at scale.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -294,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=("upgrade", "downgrade", "current"))
     db.add_argument("revision", nargs="?", help="target revision (upgrade: head, downgrade: -1 by default)")
     db.set_defaults(run=cmd_db)
+
+    key = commands.add_parser("key", help="encryption keys")
+    key_commands = key.add_subparsers(dest="key_command", required=True)
+    key_create = key_commands.add_parser("create", help="print a new key for TOCSIN_TRIGGER_KWARGS_KEYS")
+    key_create.set_defaults(run=cmd_key_create)
 
     token = commands.add_parser("token", help="tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)

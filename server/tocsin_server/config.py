@@ -47,6 +47,8 @@ class Settings:
     """Lifetime of a task-instance token carried by a workload (refreshed through a response header)."""
     max_event_payload_bytes: int = 262_144
     """Largest event payload (or XCom set of a terminal event) accepted; larger ones get 413."""
+    trigger_kwargs_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Fernet keys (comma-separated in the variable) that encrypt trigger kwargs at rest; the first encrypts."""
     cleanup_interval_s: float = 10.0
     """Unused triggers are deleted at most once per this interval, server-wide."""
     timeout_check_interval_s: float = 5.0
@@ -66,6 +68,12 @@ class Settings:
         return self.database_url.startswith("postgresql")
 
     def validate(self) -> Settings:
+        if self.trigger_kwargs_keys:
+            from tocsin_server.services.kwargs_cipher import validate_keys  # noqa: PLC0415 - needs cryptography
+
+            if (problem := validate_keys(self.trigger_kwargs_keys)) is not None:
+                msg = f"TOCSIN_TRIGGER_KWARGS_KEYS: {problem}; make one with: tocsin key create"
+                raise ConfigError(msg)
         if not (self.is_sqlite or self.is_postgres):
             msg = (
                 f"TOCSIN_DATABASE_URL={self.database_url!r}: use sqlite+aiosqlite:///PATH "
@@ -156,6 +164,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         job_token_ttl_s=_number(env, "JOB_TOKEN_TTL_S", _DEFAULTS.job_token_ttl_s, float),
         ti_token_ttl_s=_number(env, "TI_TOKEN_TTL_S", _DEFAULTS.ti_token_ttl_s, float),
         max_event_payload_bytes=int(_number(env, "MAX_EVENT_PAYLOAD_BYTES", _DEFAULTS.max_event_payload_bytes, int)),
+        trigger_kwargs_keys=tuple(k.strip() for k in env.get("TOCSIN_TRIGGER_KWARGS_KEYS", "").split(",") if k.strip()),
         cleanup_interval_s=_number(env, "CLEANUP_INTERVAL_S", _DEFAULTS.cleanup_interval_s, float),
         timeout_check_interval_s=_number(env, "TIMEOUT_CHECK_INTERVAL_S", _DEFAULTS.timeout_check_interval_s, float),
         allowed_deserialization_classes=_patterns(env.get("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", "")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import delete, get, post
+from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 
 from tocsin_server.api._common import (
@@ -45,8 +46,8 @@ async def list_asset_watchers(db_session: DbSession, limit: Limit = 100, offset:
     status_code=201,
     responses=problems(*WITH_BODY),
 )
-async def create_asset_watcher(db_session: DbSession, data: JSONBody[AssetWatcherBody]) -> AssetWatcher:
-    return await asset_watchers.create(db_session, data)
+async def create_asset_watcher(state: State, db_session: DbSession, data: JSONBody[AssetWatcherBody]) -> AssetWatcher:
+    return await asset_watchers.create(db_session, data, cipher=state.kwargs_cipher)
 
 
 @delete(

@@ -62,9 +62,9 @@ async def get_task_instance_states(
     responses=problems(*WITH_BODY, 404, 409),
 )
 async def update_task_instance_state(
-    db_session: DbSession, task_instance_id: TaskInstanceId, data: JSONBody[TaskInstanceStateUpdate]
+    state: State, db_session: DbSession, task_instance_id: TaskInstanceId, data: JSONBody[TaskInstanceStateUpdate]
 ) -> TaskInstance:
-    return await task_instances.update_state(db_session, task_instance_id, data)
+    return await task_instances.update_state(db_session, task_instance_id, data, cipher=state.kwargs_cipher)
 
 
 @get(

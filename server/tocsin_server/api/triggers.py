@@ -117,6 +117,7 @@ async def get_trigger_workloads(
         data.trigger_ids,
         mint_token=lambda ti_id: authority.issue(f"ti:{ti_id}", [f"ti:{ti_id}"], ttl),
         holder=job_id_of(request.scope),
+        cipher=state.kwargs_cipher,
     )
     return Workloads(workloads=built)
 

@@ -26,6 +26,7 @@ from tocsin_server.generated.models import (
 from tocsin_server.services._db import flush_or_conflict
 from tocsin_server.services._json import raw_json
 from tocsin_server.services._time import utcnow
+from tocsin_server.services.kwargs_cipher import KwargsCipher
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -132,7 +133,11 @@ async def get_task_states(reads: Reads, dag_id: str, run_id: str, task_ids: list
 
 
 async def update_state(
-    session: AsyncSession, task_instance_id: uuid.UUID, update: TaskInstanceStateUpdate
+    session: AsyncSession,
+    task_instance_id: uuid.UUID,
+    update: TaskInstanceStateUpdate,
+    *,
+    cipher: KwargsCipher | None = None,
 ) -> TaskInstance:
     """Move a task instance to a new state; deferring creates its trigger in the same transaction."""
     row = await session.scalar(select(m.TaskInstance).where(m.TaskInstance.id == task_instance_id).with_for_update())
@@ -147,7 +152,7 @@ async def update_state(
     if isinstance(update, DeferredStateUpdate):
         trigger = m.Trigger(
             classpath=update.classpath,
-            kwargs=msgspec.json.encode(update.trigger_kwargs).decode(),
+            kwargs=(cipher or KwargsCipher()).seal(msgspec.json.encode(update.trigger_kwargs).decode()),
             created_date=now,
         )
         session.add(trigger)

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from tocsin_server.db import models as m
 from tocsin_server.generated.models import RunTrigger, TaskInstanceStateName, WorkloadTaskInstance
 from tocsin_server.services._json import raw_json
+from tocsin_server.services.kwargs_cipher import KwargsCipher
 
 if TYPE_CHECKING:
     import uuid
@@ -36,7 +37,12 @@ def chunks(items: Iterable[_T], size: int = CHUNK) -> Iterator[list[_T]]:
 
 
 async def build_run_trigger_workloads(
-    session: AsyncSession, trigger_ids: Iterable[int], *, mint_token: TokenMinter, holder: int | None = None
+    session: AsyncSession,
+    trigger_ids: Iterable[int],
+    *,
+    mint_token: TokenMinter,
+    holder: int | None = None,
+    cipher: KwargsCipher | None = None,
 ) -> list[RunTrigger]:
     """One workload per requested trigger (held by ``holder`` when given) that still serves someone.
 
@@ -71,7 +77,7 @@ async def build_run_trigger_workloads(
                 RunTrigger(
                     trigger_id=trigger.id,
                     classpath=trigger.classpath,
-                    kwargs=raw_json(trigger.kwargs),
+                    kwargs=raw_json((cipher or KwargsCipher()).open(trigger.kwargs)),
                     timeout_at=None if ti is None else ti.trigger_timeout,
                     task_instance=None
                     if ti is None
