@@ -23,6 +23,7 @@ REFRESH_HEADER: Final = "Refreshed-API-Token"
 _AUTHORIZATION: Final = b"authorization"
 _REFRESH_KEY: Final = REFRESH_HEADER.lower().encode()
 _PRINCIPAL_KEY: Final = "tocsin.principal"
+_RUN_WIDE: Final = frozenset({"worker", "admin"})
 
 
 class BearerAuthMiddleware(ASGIMiddleware):
@@ -87,6 +88,15 @@ def requires(*scopes: str, task_instance: bool = False) -> Guard:
         raise PermissionDeniedException(msg)
 
     return guard
+
+
+def ensure_dag_run_access(scope: Scope, dag_id: str, run_id: str) -> None:
+    """A task-instance token reads only its own dag run's data; worker and admin tokens read any."""
+    principal = principal_of(scope)
+    if principal.has_any(_RUN_WIDE) or principal.dag_run == (dag_id, run_id):
+        return
+    msg = f"this task-instance token may read only its own dag run, not {dag_id}/{run_id}"
+    raise PermissionDeniedException(msg)
 
 
 def job_id_of(scope: Scope) -> int:

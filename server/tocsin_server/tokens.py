@@ -53,6 +53,15 @@ class Principal:
         return None
 
     @property
+    def dag_run(self) -> tuple[str, str] | None:
+        """The dag run a task-instance token belongs to (scope ``run:<dag_id>/<run_id>``)."""
+        for scope in self.scopes:
+            if scope.startswith("run:"):
+                dag_id, _, run_id = scope[4:].partition("/")
+                return dag_id, run_id
+        return None
+
+    @property
     def job_id(self) -> int | None:
         for scope in self.scopes:
             if scope.startswith("job:"):

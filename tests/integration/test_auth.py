@@ -93,3 +93,20 @@ def test__verified_tokens_are_cached_but_expiry_still_checked(authority: TokenAu
         time.sleep(0.2)
     else:
         pytest.fail("a cached token outlived its expiry")
+
+
+def test__task_instance_token__reads_xcoms_of_its_own_dag_run_only(
+    client: Client, authority: TokenAuthority, auth: Callable[..., dict[str, str]]
+) -> None:
+    admin = auth("admin", "worker")
+    for run_id in ("mine", "theirs"):
+        client.post("/api/v1/dag-runs", json={"dag_id": "d", "run_id": run_id}, headers=admin)
+        client.post("/api/v1/task-instances", json={"dag_id": "d", "run_id": run_id, "task_id": "t"}, headers=admin)
+        client.post(f"/execution/xcoms/d/{run_id}/t/k", json={"value": run_id}, headers=admin)
+    ti = "00000000-0000-0000-0000-000000000007"
+    own = {"Authorization": f"Bearer {authority.issue('ti', [f'ti:{ti}', 'run:d/mine'], 60)}"}
+    assert client.get("/execution/xcoms/d/mine/t/k", headers=own).json()["value"] == "mine"
+    foreign = client.get("/execution/xcoms/d/theirs/t/k", headers=own)
+    assert foreign.status_code == 403
+    assert "own dag run" in foreign.json()["detail"]
+    assert client.get("/execution/xcoms/d/theirs/t/k", headers=admin).json()["value"] == "theirs"

@@ -115,7 +115,8 @@ async def get_trigger_workloads(
     built = await build_run_trigger_workloads(
         db_session,
         data.trigger_ids,
-        mint_token=lambda ti_id: authority.issue(f"ti:{ti_id}", [f"ti:{ti_id}"], ttl),
+        # ti tokens also name their dag run: they read XComs of that run only (DESIGN.md section 4)
+        mint_token=lambda ti: authority.issue(f"ti:{ti.id}", [f"ti:{ti.id}", f"run:{ti.dag_id}/{ti.run_id}"], ttl),
         holder=job_id_of(request.scope),
         cipher=state.kwargs_cipher,
     )

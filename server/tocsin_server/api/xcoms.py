@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from litestar import get, post
+from typing import Any
+
+from litestar import Request, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
@@ -19,6 +21,7 @@ from tocsin_server.api._common import (
     TaskId,
     problems,
 )
+from tocsin_server.auth import ensure_dag_run_access
 from tocsin_server.generated.models import XCom, XComBody
 from tocsin_server.services import xcoms
 
@@ -27,8 +30,15 @@ PATH = "/execution/xcoms/{dag_id:str}/{run_id:str}/{task_id:str}/{key:str}"
 
 @get(PATH, operation_id="getXCom", tags=["runtime"], guards=[RUNTIME_READ], responses=problems(*AUTHED, 404))
 async def get_xcom(
-    state: State, dag_id: DagId, run_id: RunId, task_id: TaskId, key: Identifier, map_index: MapIndex = -1
+    request: Request[Any, Any, Any],
+    state: State,
+    dag_id: DagId,
+    run_id: RunId,
+    task_id: TaskId,
+    key: Identifier,
+    map_index: MapIndex = -1,
 ) -> XCom:
+    ensure_dag_run_access(request.scope, dag_id, run_id)
     return await xcoms.get_xcom(state.reads, xcoms.XComKey(dag_id, run_id, task_id, map_index, key))
 
 

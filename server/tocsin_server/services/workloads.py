@@ -13,15 +13,13 @@ from tocsin_server.services._json import raw_json
 from tocsin_server.services.kwargs_cipher import KwargsCipher
 
 if TYPE_CHECKING:
-    import uuid
-
     from sqlalchemy.ext.asyncio import AsyncSession
 
 CHUNK: Final = 1000
 """Ids per IN list: well inside every driver's parameter limit."""
 _T = TypeVar("_T")
 
-TokenMinter = Callable[["uuid.UUID"], str]
+TokenMinter = Callable[["m.TaskInstance"], str]
 """Issues a task-instance token (scope ``ti:<uuid>``) for a task instance id."""
 
 
@@ -90,7 +88,7 @@ async def build_run_trigger_workloads(
                         try_number=ti.try_number,
                         next_method=ti.next_method,
                     ),
-                    token=None if ti is None else mint_token(ti.id),
+                    token=None if ti is None else mint_token(ti),
                 )
             )
     return workloads
