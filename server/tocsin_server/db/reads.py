@@ -64,17 +64,12 @@ class _ConnectionLostError(Exception):
     """The connection died under a read (its cause is the driver's error)."""
 
 
-def _is_lost(exc: BaseException) -> bool:
-    """Whether ``exc`` says the connection is gone (rather than that the statement failed)."""
+def _is_statement_error(exc: BaseException) -> bool:
+    """The server rejected the statement and the connection is still good (not lost or shut down)."""
     import asyncpg  # noqa: PLC0415
 
-    return isinstance(
-        exc,
-        OSError
-        | ConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.exceptions.OperatorInterventionError,
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(
+        exc, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
     )
 
 
@@ -127,30 +122,37 @@ class AsyncpgReads:
             # A kept connection can die while idle (server restart, pg_terminate_backend): reads are
             # idempotent, so try once more on a fresh connection before answering with an error.
             try:
-                return await self._once(numbered, args, many=many)
+                return await self._once(numbered, args, many=many, fresh=True)
             except _ConnectionLostError as lost:
                 assert lost.__cause__ is not None
                 raise lost.__cause__ from None
 
-    async def _once(self, numbered: str, args: list[Any], *, many: bool) -> Any:
+    async def _once(self, numbered: str, args: list[Any], *, many: bool, fresh: bool = False) -> Any:
         connection = await self._idle.get()
         try:
+            if fresh and connection is not None:
+                # the others may have died with the one that failed: retry on a new connection
+                self._open.discard(connection)
+                connection.terminate()
+                connection = None
             if connection is None or connection.is_closed():
                 connection = await self._connect()
             if many:
                 return await connection.fetch(numbered, *args)
             return await connection.fetchrow(numbered, *args)
         except BaseException as exc:
-            cancelled = isinstance(exc, asyncio.CancelledError)
-            lost = _is_lost(exc) or (connection is not None and connection.is_closed())
-            if connection is not None and (cancelled or lost):
-                # cancelled mid-exchange, or lost: never hand this connection to another request
+            # Keep the connection only when the server answered the statement with an error; after anything
+            # else (cancelled mid-exchange, lost, a protocol state asyncpg itself refuses) it is not safe to
+            # hand to another request.
+            if _is_statement_error(exc):
+                raise
+            if connection is not None:
                 self._open.discard(connection)
                 connection.terminate()
                 connection = None
-            if lost and not cancelled:
-                raise _ConnectionLostError from exc
-            raise
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise _ConnectionLostError from exc
         finally:
             self._idle.put_nowait(connection)
 
