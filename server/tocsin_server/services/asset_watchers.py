@@ -12,7 +12,7 @@ from tocsin_server.errors import NotFoundError
 from tocsin_server.generated.models import AssetEvent, AssetEventList, AssetWatcher, AssetWatcherBody, AssetWatcherList
 from tocsin_server.services._json import raw_json
 from tocsin_server.services._time import utcnow
-from tocsin_server.services.kwargs_cipher import KwargsCipher
+from tocsin_server.services.kwargs_cipher import PLAINTEXT, KwargsCipher
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,8 +44,8 @@ def _to_model(watcher: m.AssetWatcher, trigger: m.Trigger, events: int) -> Asset
     )
 
 
-async def create(session: AsyncSession, body: AssetWatcherBody, *, cipher: KwargsCipher | None = None) -> AssetWatcher:
-    kwargs = (cipher or KwargsCipher()).seal(msgspec.json.encode(body.trigger_kwargs).decode())
+async def create(session: AsyncSession, body: AssetWatcherBody, *, cipher: KwargsCipher = PLAINTEXT) -> AssetWatcher:
+    kwargs = cipher.seal(msgspec.json.encode(body.trigger_kwargs).decode())
     trigger = m.Trigger(classpath=body.classpath, kwargs=kwargs, created_date=utcnow())
     session.add(trigger)
     await session.flush()

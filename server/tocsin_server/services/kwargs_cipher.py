@@ -44,6 +44,10 @@ class KwargsCipher:
             raise KwargsCipherError(msg) from None
 
 
+PLAINTEXT: Final = KwargsCipher()
+"""No keys: kwargs stored as the JSON text received."""
+
+
 def validate_keys(keys: tuple[str, ...]) -> str | None:
     """The problem with ``keys``, if any, for a configuration error message."""
     for index, key in enumerate(keys):

@@ -26,7 +26,7 @@ from tocsin_server.generated.models import (
 from tocsin_server.services._db import flush_or_conflict
 from tocsin_server.services._json import raw_json
 from tocsin_server.services._time import utcnow
-from tocsin_server.services.kwargs_cipher import KwargsCipher
+from tocsin_server.services.kwargs_cipher import PLAINTEXT, KwargsCipher
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -137,7 +137,7 @@ async def update_state(
     task_instance_id: uuid.UUID,
     update: TaskInstanceStateUpdate,
     *,
-    cipher: KwargsCipher | None = None,
+    cipher: KwargsCipher = PLAINTEXT,
 ) -> TaskInstance:
     """Move a task instance to a new state; deferring creates its trigger in the same transaction."""
     row = await session.scalar(select(m.TaskInstance).where(m.TaskInstance.id == task_instance_id).with_for_update())
@@ -152,7 +152,7 @@ async def update_state(
     if isinstance(update, DeferredStateUpdate):
         trigger = m.Trigger(
             classpath=update.classpath,
-            kwargs=(cipher or KwargsCipher()).seal(msgspec.json.encode(update.trigger_kwargs).decode()),
+            kwargs=cipher.seal(msgspec.json.encode(update.trigger_kwargs).decode()),
             created_date=now,
         )
         session.add(trigger)

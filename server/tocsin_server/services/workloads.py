@@ -10,7 +10,7 @@ from sqlalchemy import select
 from tocsin_server.db import models as m
 from tocsin_server.generated.models import RunTrigger, TaskInstanceStateName, WorkloadTaskInstance
 from tocsin_server.services._json import raw_json
-from tocsin_server.services.kwargs_cipher import KwargsCipher
+from tocsin_server.services.kwargs_cipher import PLAINTEXT, KwargsCipher
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,7 +40,7 @@ async def build_run_trigger_workloads(
     *,
     mint_token: TokenMinter,
     holder: int | None = None,
-    cipher: KwargsCipher | None = None,
+    cipher: KwargsCipher = PLAINTEXT,
 ) -> list[RunTrigger]:
     """One workload per requested trigger (held by ``holder`` when given) that still serves someone.
 
@@ -75,7 +75,7 @@ async def build_run_trigger_workloads(
                 RunTrigger(
                     trigger_id=trigger.id,
                     classpath=trigger.classpath,
-                    kwargs=raw_json((cipher or KwargsCipher()).open(trigger.kwargs)),
+                    kwargs=raw_json(cipher.open(trigger.kwargs)),
                     timeout_at=None if ti is None else ti.trigger_timeout,
                     task_instance=None
                     if ti is None
