@@ -34,6 +34,7 @@ __all__ = [
     "deserialize",
     "dumps",
     "loads",
+    "parse_allowed",
     "register",
     "serialize",
 ]
@@ -170,6 +171,14 @@ _ENCODERS: Final[dict[type, tuple[str, Callable[[Any], Any]]]] = {
 
 
 # -- decoding ------------------------------------------------------------------------------------------------------
+
+
+def parse_allowed(raw: str) -> tuple[str, ...]:
+    """The allowlist patterns of ``TOCSIN_ALLOWED_DESERIALIZATION_CLASSES``: separated by commas, whitespace or both.
+
+    The one parser of the variable: the API server and the triggerer both read it, and must agree on what it says.
+    """
+    return tuple(part for part in re.split(r"[\s,]+", raw) if part)
 
 
 def deserialize(data: Any, allowed: Iterable[str] = ()) -> Any:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from tocsin_client.serde import parse_allowed
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tocsin.db"
 MIN_SECRET_BYTES = 32
@@ -131,10 +132,6 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type[int] |
         raise ConfigError(msg) from None
 
 
-def _patterns(raw: str) -> tuple[str, ...]:
-    return tuple(part for part in re.split(r"[\s,]+", raw) if part)
-
-
 def _secret(env: Mapping[str, str]) -> str:
     if secret := env.get("TOCSIN_JWT_SECRET"):
         return secret
@@ -167,7 +164,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         trigger_kwargs_keys=tuple(k.strip() for k in env.get("TOCSIN_TRIGGER_KWARGS_KEYS", "").split(",") if k.strip()),
         cleanup_interval_s=_number(env, "CLEANUP_INTERVAL_S", _DEFAULTS.cleanup_interval_s, float),
         timeout_check_interval_s=_number(env, "TIMEOUT_CHECK_INTERVAL_S", _DEFAULTS.timeout_check_interval_s, float),
-        allowed_deserialization_classes=_patterns(env.get("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", "")),
+        allowed_deserialization_classes=parse_allowed(env.get("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", "")),
         max_log_line_bytes=int(_number(env, "MAX_LOG_LINE_BYTES", _DEFAULTS.max_log_line_bytes, int)),
     )
     if not require_secret and not settings.jwt_secret:

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Mapping
 from typing import Final
 
+from tocsin_client import serde
 from tocsin_client.generated.operations import API_VERSION
 
 __all__ = ["BUILTIN_ALLOWED", "ConfigError", "TriggererConfig"]
@@ -113,7 +114,7 @@ class TriggererConfig:
                     msg = f"{variable}={raw!r}: {exc}"
                     raise ConfigError(msg) from exc
         if raw := env.get("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES"):
-            values["allowed_classes"] = tuple(item.strip() for item in raw.split(",") if item.strip())
+            values["allowed_classes"] = serde.parse_allowed(raw)
         values.update({key: value for key, value in overrides.items() if value is not None})
         try:
             return cls(**values).validate()  # type: ignore[arg-type]
