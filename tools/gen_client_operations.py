@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
+PRIMITIVES = {"integer": "int", "number": "float", "boolean": "bool"}
+UNIONS = ("oneOf", "anyOf")
 
 
 def snake_case(name: str) -> str:
@@ -23,6 +25,7 @@ def snake_case(name: str) -> str:
 
 
 def python_name(name: str) -> str:
+    name = re.sub(r"\W", "_", name)
     return f"{name}_" if keyword.iskeyword(name) else name
 
 
@@ -37,25 +40,38 @@ def resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 
 
 def schema_type(doc: dict[str, Any], schema: dict[str, Any]) -> str:
-    """The Python annotation for a parameter or body schema."""
+    """The Python annotation for a parameter or body schema, as datamodel-codegen types the same schema.
+
+    A named schema that is an object, a union or an enum is the class datamodel-codegen generates under the
+    schema's own name (``TaskInstanceStateName`` -> ``class TaskInstanceStateName(StrEnum)``); a named alias of
+    a primitive is that primitive. An inline enum has no generated class, so it is a ``Literal``.
+    """
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
         target = resolve(doc, schema)
-        if target.get("type") == "object" or "oneOf" in target:
-            return f"models.{name}"
+        if target.get("type") == "object" or "enum" in target or any(key in target for key in UNIONS):
+            return nullable(f"models.{name}", target)
         return schema_type(doc, target)
-    kind = schema.get("type")
+    if "enum" in schema:
+        values = [value for value in schema["enum"] if value is not None]
+        literal = f"Literal[{', '.join(repr(value) for value in values)}]"
+        return f"{literal} | None" if None in schema["enum"] else nullable(literal, schema)
+    kinds = schema.get("type")
+    kind = next((item for item in kinds if item != "null"), None) if isinstance(kinds, list) else kinds
     if kind == "array":
-        return f"list[{schema_type(doc, schema.get('items', {}))}]"
-    if kind == "integer":
-        return "int"
-    if kind == "number":
-        return "float"
-    if kind == "boolean":
-        return "bool"
-    if kind == "string":
-        return {"uuid": "UUID", "date-time": "datetime"}.get(schema.get("format", ""), "str")
-    return "Any"
+        annotation = f"list[{schema_type(doc, schema.get('items', {}))}]"
+    elif kind == "string":
+        annotation = {"uuid": "UUID", "date-time": "datetime"}.get(schema.get("format", ""), "str")
+    else:
+        annotation = PRIMITIVES.get(kind or "", "Any")
+    return nullable(annotation, schema)
+
+
+def nullable(annotation: str, schema: dict[str, Any]) -> str:
+    """``annotation | None`` when the schema admits null (3.1 ``type: [..., "null"]`` or 3.0 ``nullable``)."""
+    kinds = schema.get("type")
+    admits_null = schema.get("nullable") is True or (isinstance(kinds, list) and "null" in kinds)
+    return f"{annotation} | None" if admits_null and annotation != "Any" else annotation
 
 
 def success_response(doc: dict[str, Any], operation: dict[str, Any]) -> tuple[int, str | None]:
@@ -71,28 +87,47 @@ def success_response(doc: dict[str, Any], operation: dict[str, Any]) -> tuple[in
     raise ValueError(msg)
 
 
-def emit_operation(doc: dict[str, Any], path: str, method: str, operation: dict[str, Any], *, is_async: bool) -> str:
+def parameters(doc: dict[str, Any], path_item: dict[str, Any], operation: dict[str, Any]) -> list[dict[str, Any]]:
+    """The path item's parameters, then the operation's; an operation's parameter overrides one of the same name and location."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for declared in [*path_item.get("parameters", []), *operation.get("parameters", [])]:
+        parameter = resolve(doc, declared)
+        merged[parameter["name"], parameter["in"]] = parameter
+    return list(merged.values())
+
+
+def emit_operation(
+    doc: dict[str, Any], path: str, path_item: dict[str, Any], method: str, operation: dict[str, Any], *, is_async: bool
+) -> str:
+    """One method; its signature says what the spec says.
+
+    Path parameters and the body are positional. Query parameters are keyword-only: a required one has no
+    default, an optional one defaults to None, which leaves it out of the request so the server's default holds.
+    """
     name = snake_case(operation["operationId"])
     args: list[str] = []
     kwargs: list[str] = []
     path_expr = path
     query: list[str] = []
-    for declared in operation.get("parameters", []):
-        parameter = resolve(doc, declared)
-        if parameter["in"] == "header":
+    for parameter in parameters(doc, path_item, operation):
+        if parameter["in"] in ("header", "cookie"):
             continue  # the version header is set by the client itself
         pname = python_name(parameter["name"])
-        annotation = schema_type(doc, parameter["schema"])
+        annotation = schema_type(doc, parameter.get("schema", {}))
         if parameter["in"] == "path":
             args.append(f"{pname}: {annotation}")
             path_expr = path_expr.replace("{" + parameter["name"] + "}", "{_path(" + pname + ")}")
+        elif parameter.get("required", False):
+            kwargs.append(f"{pname}: {annotation}")
+            query.append(f'"{parameter["name"]}": {pname}')
         else:
-            kwargs.append(f"{pname}: {annotation} | None = None")
+            kwargs.append(f"{pname}: {optional(annotation)} = None")
             query.append(f'"{parameter["name"]}": {pname}')
     body = operation.get("requestBody")
     if body is not None:
-        body_schema = body["content"]["application/json"]["schema"]
-        args.append(f"body: {schema_type(doc, body_schema)}")
+        body = resolve(doc, body)
+        annotation = schema_type(doc, body["content"]["application/json"]["schema"])
+        args.append(f"body: {annotation}" if body.get("required", False) else f"body: {optional(annotation)} = None")
     status, returns = success_response(doc, operation)
     signature = ", ".join(["self", *args, *(["*", *kwargs] if kwargs else [])])
     call = (
@@ -108,22 +143,30 @@ def emit_operation(doc: dict[str, Any], path: str, method: str, operation: dict[
     )
 
 
+def optional(annotation: str) -> str:
+    return annotation if annotation == "Any" or annotation.endswith(" | None") else f"{annotation} | None"
+
+
 def generate(spec_path: Path) -> str:
     doc = yaml.safe_load(spec_path.read_text())
     operations = [
-        (path, method, item[method]) for path, item in doc["paths"].items() for method in HTTP_METHODS if method in item
+        (path, item, method, item[method])
+        for path, item in doc["paths"].items()
+        for method in HTTP_METHODS
+        if method in item
     ]
-    operations.sort(key=lambda entry: entry[2]["operationId"])
+    operations.sort(key=lambda entry: entry[3]["operationId"])
     sync_methods = "\n".join(emit_operation(doc, *entry, is_async=False) for entry in operations)
     async_methods = "\n".join(emit_operation(doc, *entry, is_async=True) for entry in operations)
     version = doc["info"]["version"]
+    typing_names = ", ".join(["Any", *(["Literal"] if "Literal[" in sync_methods else []), "Protocol"])
     return f'''# Generated by ./codegen.sh from openapi/versions/ — do not edit by hand.
 """Typed operations of API version {version}: one sync and one async method per operationId."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import {typing_names}
 from urllib.parse import quote
 from uuid import UUID
 
@@ -131,7 +174,7 @@ from tocsin_client.generated import models
 
 API_VERSION = "{version}"
 
-OPERATION_IDS = ({", ".join(repr(entry[2]["operationId"]) for entry in operations)},)
+OPERATION_IDS = ({", ".join(repr(entry[3]["operationId"]) for entry in operations)},)
 
 
 def _path(value: object) -> str:

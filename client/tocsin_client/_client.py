@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import ssl
 from collections.abc import Mapping
+from datetime import datetime
+from enum import Enum
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -45,8 +47,12 @@ def _query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _query_value(value: object) -> str:
+    if isinstance(value, Enum):  # a generated enum travels as its value, whatever str() of its kind says
+        value = value.value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, datetime):  # RFC 3339, as the spec's date-time format says; str() puts a space in
+        return value.isoformat()
     return str(value)
 
 

@@ -106,7 +106,7 @@ async def run_demo(
         offset = 0
         while True:
             page = await client.list_task_instances(
-                dag_id=dag_id, run_id=run_id, state=TaskInstanceStateName.scheduled.value, limit=PAGE, offset=offset
+                dag_id=dag_id, run_id=run_id, state=TaskInstanceStateName.scheduled, limit=PAGE, offset=offset
             )
             now = time.time()
             for ti in page.task_instances:

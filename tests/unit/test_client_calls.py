@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from datetime import UTC, datetime
 from uuid import UUID
 
 import httpx
@@ -11,6 +12,7 @@ import msgspec
 import pytest
 import tocsin_client
 from tocsin_client import AsyncClient, Client, errors
+from tocsin_client import _client as client_module
 from tocsin_client.generated import models
 from tocsin_client.generated.operations import API_VERSION
 
@@ -87,6 +89,20 @@ def test__call__drops_none_params_and_repeats_lists() -> None:
 
     assert seen[0].url.params.multi_items() == [("dag_id", "d"), ("run_id", "r"), ("task_ids", "a"), ("task_ids", "b")]
     assert seen[1].url.params.multi_items() == [("dag_id", "d"), ("run_id", "r")]
+
+
+def test__call__sends_enums_as_their_value_and_datetimes_as_rfc3339() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"task_instances": [], "total": 0})
+
+    with make_client(handler) as client:
+        client.list_task_instances(state=models.TaskInstanceStateName.up_for_retry, limit=5)
+
+    assert seen[0].url.params.multi_items() == [("state", "up_for_retry"), ("limit", "5")]
+    assert client_module._query_value(datetime(2026, 12, 1, 9, 30, tzinfo=UTC)) == "2026-12-01T09:30:00+00:00"
 
 
 def test__call__encodes_the_body_with_msgspec_leaving_out_unset_fields() -> None:

@@ -202,7 +202,7 @@ class SyncOperations(_SyncTransport):
         )
 
     def get_task_instance_states(
-        self, *, dag_id: str | None = None, run_id: str | None = None, task_ids: list[str] | None = None
+        self, *, dag_id: str, run_id: str, task_ids: list[str] | None = None
     ) -> models.TaskInstanceStates:
         """Task-instance states of a dag run (`GET /execution/task-instances/states`, operationId `getTaskInstanceStates`)."""
         return self._call(
@@ -319,7 +319,7 @@ class SyncOperations(_SyncTransport):
         *,
         dag_id: str | None = None,
         run_id: str | None = None,
-        state: str | None = None,
+        state: models.TaskInstanceStateName | None = None,
         limit: int | None = None,
         offset: int | None = None,
     ) -> models.TaskInstanceList:
@@ -581,7 +581,7 @@ class AsyncOperations(_AsyncTransport):
         )
 
     async def get_task_instance_states(
-        self, *, dag_id: str | None = None, run_id: str | None = None, task_ids: list[str] | None = None
+        self, *, dag_id: str, run_id: str, task_ids: list[str] | None = None
     ) -> models.TaskInstanceStates:
         """Task-instance states of a dag run (`GET /execution/task-instances/states`, operationId `getTaskInstanceStates`)."""
         return await self._call(
@@ -700,7 +700,7 @@ class AsyncOperations(_AsyncTransport):
         *,
         dag_id: str | None = None,
         run_id: str | None = None,
-        state: str | None = None,
+        state: models.TaskInstanceStateName | None = None,
         limit: int | None = None,
         offset: int | None = None,
     ) -> models.TaskInstanceList:

@@ -1,0 +1,54 @@
+"""How the SDK is called, checked by ``mypy --strict`` (tests/typing/test_mypy.py), never run.
+
+msgspec's technique: right calls must type-check, and each wrong call carries ``# type: ignore[<code>]``
+with the error it must raise. ``warn_unused_ignores`` (part of ``strict``) turns an ignore that is no longer
+needed into an error, so a generated signature that stops rejecting a wrong call fails the check.
+"""
+
+from __future__ import annotations
+
+from typing import assert_type
+from uuid import UUID
+
+from tocsin_client import AsyncClient, Client
+from tocsin_client.generated import models
+from tocsin_client.generated.models import TaskInstanceStateName
+
+
+def sync_calls(client: Client, ti_id: UUID) -> None:
+    # Required query parameters are required; optional ones may be left out.
+    states = client.get_task_instance_states(dag_id="etl", run_id="manual_1")
+    assert_type(states, models.TaskInstanceStates)
+    client.get_task_instance_states(dag_id="etl", run_id="manual_1", task_ids=["wait"])
+    client.get_task_instance_states(run_id="manual_1")  # type: ignore[call-arg]
+    client.get_task_instance_states()  # type: ignore[call-arg]
+    client.get_task_instance_states(dag_id=None, run_id="manual_1")  # type: ignore[arg-type]
+    client.get_task_instance_states("etl", "manual_1")  # type: ignore[call-arg]
+
+    # Enums are the generated enum types, not bare strings.
+    page = client.list_task_instances(state=TaskInstanceStateName.deferred, limit=10)
+    assert_type(page, models.TaskInstanceList)
+    assert_type(page.task_instances[0].state, TaskInstanceStateName)
+    client.list_task_instances()
+    client.list_task_instances(state="deferred")  # type: ignore[arg-type]
+    client.list_task_instances(limit="10")  # type: ignore[arg-type]
+
+    # Path parameters and bodies are positional and typed.
+    assert_type(client.get_task_instance(ti_id), models.TaskInstance)
+    client.get_task_instance(str(ti_id))  # type: ignore[arg-type]
+    client.get_xcom("etl", "manual_1", "wait", "rows", map_index=0)
+    client.update_task_instance_state(ti_id, models.RunningStateUpdate())
+    client.update_task_instance_state(ti_id, {"state": "running"})  # type: ignore[arg-type]
+    client.put_variable("greeting", models.VariableBody(value="hello"))
+    client.put_variable("greeting")  # type: ignore[call-arg]
+
+
+async def async_calls(client: AsyncClient, ti_id: UUID) -> None:
+    states = await client.get_task_instance_states(dag_id="etl", run_id="manual_1")
+    assert_type(states, models.TaskInstanceStates)
+    await client.get_task_instance_states(run_id="manual_1")  # type: ignore[call-arg]
+    page = await client.list_task_instances(state=TaskInstanceStateName.scheduled)
+    assert_type(page, models.TaskInstanceList)
+    await client.list_task_instances(state="scheduled")  # type: ignore[arg-type]
+    assert_type(await client.get_task_instance(ti_id), models.TaskInstance)
+    await client.update_task_instance_state(ti_id, {"state": "running"})  # type: ignore[arg-type]
