@@ -7,15 +7,14 @@ code beyond this module and no database driver at all.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tocsin_server.cli_options import Option, add_options, resolve_options
 from tocsin_server.config import ConfigError  # stdlib-only module
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
 
 SCOPES = ("admin", "worker", "triggerer")
 
-STANDALONE_SECRET_FILE = "tocsin-jwt-secret"  # noqa: S105 - a file name, not a secret
+DEFAULT_API_URL = "http://127.0.0.1:8080"
 _TTL = re.compile(r"^(?P<amount>\d+)(?P<unit>[smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -78,94 +77,74 @@ def cmd_api_server(args: argparse.Namespace) -> int:
     return 0
 
 
-def _port_free(host: str, port: int) -> bool:
-    import socket  # noqa: PLC0415
+def _self_command() -> str:
+    """How to run ``tocsin`` again from here, as the user started it: ``tocsin`` when that is on PATH and is this
+    program, else the path they typed (``.venv/bin/tocsin``), else this interpreter with ``-m``."""
+    import shlex  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
 
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], deadline_s: float = 60.0) -> bool:
-    import httpx  # noqa: PLC0415
-
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            if httpx.get(f"{url}/ready", timeout=1.0).status_code == 200:
-                return True
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    return False
-
-
-def _stop(process: subprocess.Popen[bytes], timeout_s: float) -> int:
-    """SIGTERM, wait, then SIGKILL; the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+    program = Path(sys.argv[0])
+    if program.name == "tocsin":
+        on_path = shutil.which("tocsin")
+        if on_path and Path(on_path).resolve() == program.resolve():
+            return "tocsin"
+        if program.is_absolute() and program.resolve().is_relative_to(Path.cwd().resolve()):
+            program = program.resolve().relative_to(Path.cwd().resolve())
+        return shlex.quote(str(program) if "/" in str(program) else f"./{program}")
+    return f"{shlex.quote(sys.executable)} -m tocsin_server.cli"
 
 
 def cmd_standalone(args: argparse.Namespace) -> int:
-    """The API server on SQLite (migrated) and one triggerer, as two child processes stopped in order."""
-    from tocsin_server.config import ensure_secret_file, load_settings  # noqa: PLC0415
+    """The API server on SQLite (migrated) and one triggerer, as two supervised child processes stopped in order."""
+    from tocsin_server import standalone  # noqa: PLC0415
+    from tocsin_server.config import STANDALONE_SECRET_FILE, ensure_secret_file, load_settings, resolve_secret  # noqa: PLC0415
     from tocsin_server.db import migrate  # noqa: PLC0415
 
-    if not _port_free(args.host, args.port):
-        sys.stderr.write(f"tocsin standalone: {args.host}:{args.port} is in use; pick another with --port\n")
+    stop = standalone.StopRequest()
+    stop.install()  # from here on, no signal can leave a child behind
+    if not standalone.port_free(args.host, args.port):
+        standalone.say(f"{args.host}:{args.port} is in use by another program; pick another port with --port")
         return 1
-    secret = os.environ.get("TOCSIN_JWT_SECRET") or ensure_secret_file(Path(STANDALONE_SECRET_FILE))
+    secret, _ = resolve_secret(os.environ)
+    secret = secret or ensure_secret_file(Path(STANDALONE_SECRET_FILE))
     settings = load_settings({**os.environ, "TOCSIN_JWT_SECRET": secret})
     migrate.upgrade(settings.database_url)
-    token = _issue(settings, ["admin", "worker", "triggerer"], 7 * 86400, "standalone")
-    triggerer_token = _issue(settings, ["triggerer"], 7 * 86400, "standalone-triggerer")
     url = f"http://{args.host}:{args.port}"
     env = {**os.environ, "TOCSIN_DATABASE_URL": settings.database_url, "TOCSIN_JWT_SECRET": secret}
     command = [sys.executable, "-m", "tocsin_server.cli"]
-    # Own sessions: Ctrl-C reaches only this process, which stops the triggerer first (it completes its job
-    # while the API server still answers), then the server.
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [*command, "api-server", "--host", args.host, "--port", str(args.port)], env=env, start_new_session=True
+    server = standalone.Child(
+        "the API server", [*command, "api-server", "--host", args.host, "--port", str(args.port)], lambda: env
     )
-    triggerer: subprocess.Popen[bytes] | None = None
+
+    def triggerer_env() -> dict[str, str]:  # a fresh token at every start, so a restart never carries an old one
+        token = _issue(settings, ["triggerer"], 7 * 86400, "standalone-triggerer")
+        return {**env, "TOCSIN_API_URL": url, "TOCSIN_TOKEN": token}
+
+    triggerer = standalone.Child(
+        "the triggerer", [*command, "triggerer", "--capacity", str(args.capacity)], triggerer_env
+    )
+    server.start()
+    if not standalone.wait_ready(url, server, stop):
+        if not stop.count:
+            standalone.say(f"the API server did not start at {url}")
+        server.stop(stop, standalone.SERVER_GRACE_S)
+        return 0 if stop.count else 1
+    triggerer.start()
+    tocsin = _self_command()
+    api_url = "" if url == DEFAULT_API_URL else f" --api-url {url}"
+    token = _issue(settings, ["admin", "worker", "triggerer"], 7 * 86400, "standalone")
     try:
-        if not _wait_ready(url, server):
-            sys.stderr.write(f"tocsin standalone: the API server did not start at {url}\n")
-            return 1
-        triggerer_env = {**env, "TOCSIN_API_URL": url, "TOCSIN_TOKEN": triggerer_token}
-        triggerer = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [*command, "triggerer", "--capacity", str(args.capacity)], env=triggerer_env, start_new_session=True
-        )
         sys.stdout.write(
             f"tocsin standalone\n  API:       {url}\n  docs:      {url}/docs\n  database:  {settings.database_url}\n"
             f"  triggerer: pid {triggerer.pid}, capacity {args.capacity}\n"
-            f"  try it:    tocsin demo --tasks 100\n"
+            f"  try it:    {tocsin} demo --tasks 100{api_url}\n"
+            f"  a token:   {tocsin} token create --scope admin --scope worker   (in this folder)\n"
             f"  admin token (7 days):\n{token}\n",
         )
         sys.stdout.flush()
-        while server.poll() is None and triggerer.poll() is None:
-            time.sleep(0.2)
-        name, failed = ("the API server", server) if server.poll() is not None else ("the triggerer", triggerer)
-        sys.stderr.write(f"tocsin standalone: {name} exited with {failed.returncode}; stopping\n")
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("tocsin standalone: stopping the triggerer, then the API server\n")
-        return 0
-    finally:
-        if triggerer is not None:
-            _stop(triggerer, 45.0)
-        _stop(server, 20.0)
+    except OSError:
+        pass
+    return standalone.supervise(server, triggerer, stop)
 
 
 def cmd_triggerer(args: argparse.Namespace) -> int:
@@ -191,15 +170,14 @@ def cmd_triggerer(args: argparse.Namespace) -> int:
 
 
 def _demo_token(args: argparse.Namespace) -> str | None:
-    """--token, TOCSIN_TOKEN, or a short-lived admin token signed with the standalone secret in this folder."""
-    if args.token or os.environ.get("TOCSIN_TOKEN"):
-        return str(args.token or os.environ["TOCSIN_TOKEN"])
-    secret_file = Path(STANDALONE_SECRET_FILE)
-    secret = os.environ.get("TOCSIN_JWT_SECRET") or (secret_file.read_text().strip() if secret_file.exists() else "")
+    """--token, TOCSIN_TOKEN, or a short-lived admin token signed with the secret every command finds."""
+    if args.token:
+        return str(args.token)
+    from tocsin_server.config import Settings, resolve_secret  # noqa: PLC0415
+
+    secret, _ = resolve_secret(os.environ)
     if not secret:
         return None
-    from tocsin_server.config import Settings  # noqa: PLC0415
-
     return _issue(Settings(jwt_secret=secret), ["admin", "worker"], 3600, "demo")
 
 
@@ -261,69 +239,187 @@ def cmd_key_create(_: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tocsin", description="tocsin: deferred-task triggers at scale.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _triggerer_default(name: str) -> object:
+    from tocsin_client.triggerer import TriggererConfig  # noqa: PLC0415 - only to show the defaults in --help
 
-    server = commands.add_parser("api-server", help="run the API server")
-    server.add_argument("--host", default=os.environ.get("TOCSIN_HOST", "127.0.0.1"))
-    server.add_argument("--port", type=int, default=int(os.environ.get("TOCSIN_PORT", "8080")))
-    server.add_argument("--workers", type=int, default=int(os.environ.get("TOCSIN_WORKERS", "1")))
+    default = TriggererConfig.__dataclass_fields__[name].default
+    return None if default is dataclasses.MISSING else default
+
+
+def _server_options(what: str) -> list[Option]:
+    return [
+        Option("--host", f"the address {what} listens on", "127.0.0.1", env="TOCSIN_HOST"),
+        Option("--port", f"the port {what} listens on", 8080, env="TOCSIN_PORT", type=int),
+    ]
+
+
+def _triggerer_options() -> list[Option]:
+    return [
+        Option("--api-url", "the API server to work for", env="TOCSIN_API_URL", env_read_by_config=True),
+        Option(
+            "--token", "a token with the triggerer scope", env="TOCSIN_TOKEN", env_read_by_config=True, metavar="JWT"
+        ),
+        Option(
+            "--capacity",
+            "triggers to hold at most",
+            _triggerer_default("capacity"),
+            env="TOCSIN_TRIGGERER_CAPACITY",
+            type=int,
+            env_read_by_config=True,
+        ),
+        Option(
+            "--runners",
+            "runner processes (event loops) the triggers are spread over",
+            _triggerer_default("runners"),
+            env="TOCSIN_TRIGGERER_RUNNERS",
+            type=int,
+            env_read_by_config=True,
+        ),
+        Option(
+            "--metrics-port",
+            "serve Prometheus metrics on this port",
+            "off",
+            env="TOCSIN_TRIGGERER_METRICS_PORT",
+            type=int,
+            env_read_by_config=True,
+        ),
+        Option(
+            "--grace-period",
+            "seconds to deliver queued events after SIGTERM before completing the job",
+            _triggerer_default("grace_period_s"),
+            env="TOCSIN_TRIGGERER_GRACE_PERIOD",
+            type=float,
+            env_read_by_config=True,
+        ),
+        Option(
+            "--allow",
+            "a class pattern trigger kwargs may decode to besides tocsin_client.*; repeatable "
+            "(the variable takes several, separated by commas or spaces)",
+            env="TOCSIN_ALLOWED_DESERIALIZATION_CLASSES",
+            action="append",
+            env_read_by_config=True,
+            metavar="PATTERN",
+        ),
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tocsin",
+        description="tocsin: deferred-task triggers at scale. Every flag can also be set by the TOCSIN_* variable "
+        "its help names; a flag wins over its variable.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    server = commands.add_parser("api-server", help="run the API server", description="Run the API server.")
+    add_options(
+        server,
+        [
+            *_server_options("the API server"),
+            Option("--workers", "server processes", 1, env="TOCSIN_WORKERS", type=int),
+        ],
+    )
     server.set_defaults(run=cmd_api_server)
 
-    standalone = commands.add_parser("standalone", help="migrate the SQLite default and run everything in one command")
-    standalone.add_argument("--host", default="127.0.0.1")
-    standalone.add_argument("--port", type=int, default=8080)
-    standalone.add_argument("--capacity", type=int, default=10_000, help="the triggerer's capacity")
+    standalone = commands.add_parser(
+        "standalone",
+        help="migrate the database and run the API server and a triggerer in one command",
+        description="Migrate the database (SQLite ./tocsin.db unless TOCSIN_DATABASE_URL says otherwise), then run "
+        "the API server and a triggerer until stopped (Ctrl-C, SIGTERM or SIGHUP stop both, triggerer first).",
+    )
+    add_options(
+        standalone,
+        [
+            *_server_options("the API server"),
+            Option(
+                "--capacity",
+                "the triggerer's capacity",
+                10_000,
+                env="TOCSIN_STANDALONE_CAPACITY",
+                type=int,
+            ),
+        ],
+    )
     standalone.set_defaults(run=cmd_standalone)
 
-    triggerer = commands.add_parser("triggerer", help="run a triggerer against an API server")
-    triggerer.add_argument("--api-url", help="the API server (env TOCSIN_API_URL)")
-    triggerer.add_argument("--token", help="a token with the triggerer scope (env TOCSIN_TOKEN)")
-    triggerer.add_argument("--capacity", type=int, help="triggers to hold (env TOCSIN_TRIGGERER_CAPACITY; 1000)")
-    triggerer.add_argument("--runners", type=int, help="runner processes (env TOCSIN_TRIGGERER_RUNNERS; 1)")
-    triggerer.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
-    triggerer.add_argument("--grace-period", type=float, help="seconds to deliver queued events on SIGTERM (30)")
-    triggerer.add_argument(
-        "--allow", action="append", help="a class pattern trigger kwargs may decode to, besides tocsin_client.*"
+    triggerer = commands.add_parser(
+        "triggerer", help="run a triggerer against an API server", description="Run a triggerer."
     )
+    add_options(triggerer, _triggerer_options())
     triggerer.set_defaults(run=cmd_triggerer)
 
-    demo = commands.add_parser("demo", help="defer tasks on triggers and watch them resume")
-    demo.add_argument("--tasks", type=int, default=100)
-    demo.add_argument("--api-url", default=os.environ.get("TOCSIN_API_URL", "http://127.0.0.1:8080"))
-    demo.add_argument("--token", help="admin + worker token (default: TOCSIN_TOKEN, or the standalone secret here)")
-    demo.add_argument("--delay", type=float, default=5.0, help="seconds from deferral to the common fire moment")
-    demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for every task to resume")
+    demo = commands.add_parser(
+        "demo", help="defer tasks on triggers and watch them resume", description="Defer tasks and watch them resume."
+    )
+    add_options(
+        demo,
+        [
+            Option("--tasks", "how many tasks to defer", 100, type=int),
+            Option("--api-url", "the API server", DEFAULT_API_URL, env="TOCSIN_API_URL"),
+            Option(
+                "--token",
+                "an admin + worker token (without one: signed with the secret found here, as `token create` does)",
+                env="TOCSIN_TOKEN",
+                metavar="JWT",
+            ),
+            Option("--delay", "seconds from deferral to the common fire moment", 5.0, type=float),
+            Option("--timeout", "seconds to wait for every task to resume", 120.0, type=float),
+        ],
+    )
     demo.set_defaults(run=cmd_demo)
 
-    db = commands.add_parser("db", help="database migrations")
-    db.add_argument("action", choices=("upgrade", "downgrade", "current"))
-    db.add_argument("revision", nargs="?", help="target revision (upgrade: head, downgrade: -1 by default)")
+    db = commands.add_parser("db", help="database migrations", description="Migrate TOCSIN_DATABASE_URL.")
+    db.add_argument("action", choices=("upgrade", "downgrade", "current"), help="what to do")
+    db.add_argument("revision", nargs="?", help="target revision (default: head for upgrade, -1 for downgrade)")
     db.set_defaults(run=cmd_db)
 
-    key = commands.add_parser("key", help="encryption keys")
-    key_commands = key.add_subparsers(dest="key_command", required=True)
-    key_create = key_commands.add_parser("create", help="print a new key for TOCSIN_TRIGGER_KWARGS_KEYS")
+    key = commands.add_parser("key", help="encryption keys", description="Encryption keys.")
+    key_commands = key.add_subparsers(dest="key_command", required=True, metavar="COMMAND")
+    key_create = key_commands.add_parser(
+        "create", help="print a new key for TOCSIN_TRIGGER_KWARGS_KEYS", description="Print a new Fernet key."
+    )
     key_create.set_defaults(run=cmd_key_create)
 
-    token = commands.add_parser("token", help="tokens")
-    token_commands = token.add_subparsers(dest="token_command", required=True)
-    create = token_commands.add_parser("create", help="print a signed token on stdout")
-    create.add_argument(
-        "--scope", type=parse_scope, action="append", required=True, help=f"one of {', '.join(SCOPES)}; repeatable"
+    token = commands.add_parser("token", help="tokens", description="Tokens.")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
+    create = token_commands.add_parser(
+        "create",
+        help="print a signed token on stdout",
+        description="Print a token signed with the secret every command finds: TOCSIN_JWT_SECRET, the file "
+        "TOCSIN_JWT_SECRET_FILE names, or the ./tocsin-jwt-secret `tocsin standalone` keeps in its folder.",
     )
-    create.add_argument(
-        "--ttl", type=parse_ttl, default=parse_ttl("1h"), help="lifetime: seconds or 30m, 12h, 7d (default 1h)"
+    add_options(
+        create,
+        [
+            Option(
+                "--scope",
+                f"one of {', '.join(SCOPES)}; repeatable",
+                type=parse_scope,
+                action="append",
+                required=True,
+            ),
+            Option("--ttl", "lifetime: seconds, or a number with s, m, h or d", "1h", type=parse_ttl),
+            Option("--subject", "the sub claim", "cli"),
+        ],
     )
-    create.add_argument("--subject", default="cli", help="the sub claim (default: cli)")
     create.set_defaults(run=cmd_token_create)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("tocsin")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        resolve_options(args)
         return int(args.run(args))
     except ConfigError as exc:
         sys.stderr.write(f"tocsin: configuration error: {exc}\n")

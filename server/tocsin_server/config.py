@@ -12,6 +12,7 @@ from tocsin_client.serde import parse_allowed
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tocsin.db"
 MIN_SECRET_BYTES = 32
+STANDALONE_SECRET_FILE = "tocsin-jwt-secret"  # noqa: S105 - a file name, not a secret
 
 
 class ConfigError(ValueError):
@@ -132,24 +133,53 @@ def _number(env: Mapping[str, str], name: str, default: float, kind: type[int] |
         raise ConfigError(msg) from None
 
 
-def _secret(env: Mapping[str, str]) -> str:
+def resolve_secret(env: Mapping[str, str], cwd: Path | None = None) -> tuple[str, str]:
+    """The signing secret and where it came from, for every command alike: ``TOCSIN_JWT_SECRET``, else the file
+    ``TOCSIN_JWT_SECRET_FILE`` names, else the ``./tocsin-jwt-secret`` that ``tocsin standalone`` keeps in its
+    folder. ``("", "")`` when there is none."""
     if secret := env.get("TOCSIN_JWT_SECRET"):
-        return secret
+        return secret, "TOCSIN_JWT_SECRET"
     if path := env.get("TOCSIN_JWT_SECRET_FILE"):
         try:
-            return Path(path).read_text().strip()
+            return Path(path).read_text().strip(), f"TOCSIN_JWT_SECRET_FILE={path}"
         except OSError as exc:
             msg = f"TOCSIN_JWT_SECRET_FILE={path!r} cannot be read: {exc.strerror}"
             raise ConfigError(msg) from None
-    return ""
+    standalone = (cwd or Path.cwd()) / STANDALONE_SECRET_FILE
+    try:
+        return standalone.read_text().strip(), f"./{STANDALONE_SECRET_FILE}"
+    except FileNotFoundError:
+        return "", ""
+    except OSError as exc:
+        msg = f"./{STANDALONE_SECRET_FILE} (the standalone's secret) cannot be read: {exc.strerror}"
+        raise ConfigError(msg) from None
+
+
+def _check_secret(secret: str, source: str) -> None:
+    if not source:
+        msg = (
+            "no signing secret: set TOCSIN_JWT_SECRET (at least 32 bytes) or TOCSIN_JWT_SECRET_FILE, or run this in "
+            f"the folder where `tocsin standalone` keeps ./{STANDALONE_SECRET_FILE}; generate one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+        raise ConfigError(msg)
+    if (size := len(secret.encode())) < MIN_SECRET_BYTES:
+        msg = (
+            f"{source} holds a secret of {size} bytes; it needs at least {MIN_SECRET_BYTES}; generate one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+        raise ConfigError(msg)
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool = True) -> Settings:
     """Read the settings from the environment; raise ConfigError with a clear message when invalid."""
     env = os.environ if env is None else env
+    secret, source = resolve_secret(env)
+    if require_secret:
+        _check_secret(secret, source)
     settings = Settings(
         database_url=_read(env, "DATABASE_URL", DEFAULT_DATABASE_URL),
-        jwt_secret=_secret(env),
+        jwt_secret=secret,
         jwt_issuer=_read(env, "JWT_ISSUER", "tocsin"),
         jwt_audience=_read(env, "JWT_AUDIENCE", "tocsin"),
         max_body_bytes=int(_number(env, "MAX_BODY_BYTES", _DEFAULTS.max_body_bytes, int)),
@@ -167,7 +197,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool 
         allowed_deserialization_classes=parse_allowed(env.get("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", "")),
         max_log_line_bytes=int(_number(env, "MAX_LOG_LINE_BYTES", _DEFAULTS.max_log_line_bytes, int)),
     )
-    if not require_secret and not settings.jwt_secret:
+    if not require_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         settings = settings.with_secret("x" * MIN_SECRET_BYTES)  # only for commands that sign nothing
     return settings.validate()
 

@@ -1,86 +1,230 @@
-"""``tocsin standalone`` and ``tocsin demo`` as the README says: one command, then the demo, then Ctrl-C."""
+"""``tocsin standalone`` as an operator runs it: started in a folder, the demo it suggests run as printed, and every
+way of stopping it — one or two Ctrl-C, SIGTERM, SIGHUP, the terminal closing, SIGKILL — leaving no process behind."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
+import termios
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support.live_server import free_port
+from tests.support.processes import children_of, wait_for_count, wait_for_output, wait_gone
 
 pytestmark = pytest.mark.slow
 
-
-def _read_until(path: Path, text: str, process: subprocess.Popen[bytes], timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        output = path.read_text(errors="replace") if path.exists() else ""
-        if text in output:
-            return output
-        if process.poll() is not None:
-            pytest.fail(f"exited with {process.returncode} before printing {text!r}:\n{output[-3000:]}")
-        time.sleep(0.1)
-    pytest.fail(f"{text!r} not printed within {timeout_s} s")
+TOCSIN = [sys.executable, "-m", "tocsin_server.cli"]
 
 
-def test__standalone_then_demo_then_ctrl_c__all_tasks_resume_and_both_processes_stop(tmp_path: Path) -> None:
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TOCSIN_")}
-    log = tmp_path / "standalone.log"
+def clean_env(**extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}, **extra}
+
+
+@dataclass
+class Standalone:
+    process: subprocess.Popen[bytes]
+    log: Path
+    port: int
+    folder: Path
+
+    def children(self) -> list[int]:
+        return children_of(self.process.pid)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start(folder: Path, *, env: dict[str, str] | None = None, port: int | None = None) -> Standalone:
+    port = port or free_port()
+    log = folder / f"standalone-{port}-{time.monotonic_ns()}.log"
     with log.open("wb") as sink:
-        standalone = subprocess.Popen(
-            [sys.executable, "-m", "tocsin_server.cli", "standalone", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
+        process = subprocess.Popen(
+            [*TOCSIN, "standalone", "--port", str(port)],
+            cwd=folder,
+            env=env or clean_env(),
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
+    standalone = Standalone(process, log, port, folder)
+    wait_for_output(log, "registered job", process, 60)
+    return standalone
+
+
+@pytest.fixture
+def standalone(tmp_path: Path) -> Iterator[Standalone]:
+    running = start(tmp_path)
+    yield running
+    if running.process.poll() is None:
+        running.process.kill()
+        running.process.wait()
+    for pid in running.children():
+        os.kill(pid, signal.SIGKILL)
+
+
+def assert_nothing_listens(port: int) -> None:
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", port))
+
+
+def test__demo_printed_by_the_banner__runs_as_printed(standalone: Standalone) -> None:
+    output = standalone.output()
+    assert f"API:       http://127.0.0.1:{standalone.port}" in output
+    assert f"docs:      http://127.0.0.1:{standalone.port}/docs" in output
+    line = next(line for line in output.splitlines() if "try it:" in line)
+    command = line.split("try it:", 1)[1].strip().replace("--tasks 100", "--tasks 50 --delay 3")
+    assert f"--api-url http://127.0.0.1:{standalone.port}" in command  # a port other than the default
+    demo = subprocess.run(
+        ["bash", "-c", command], cwd=standalone.folder, env=clean_env(), capture_output=True, text=True, timeout=120
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "resumed 50/50 tasks" in demo.stdout
+    assert "fire-to-resume: p50" in demo.stdout
+    assert "50/50 resumed" in demo.stderr  # the progress bar's last state
+
+
+@pytest.mark.parametrize("signals", [("SIGINT",), ("SIGTERM",), ("SIGHUP",)])
+def test__one_stop_signal__stops_the_triggerer_first_then_the_server_then_exits(
+    standalone: Standalone, signals: tuple[str, ...]
+) -> None:
+    children = standalone.children()
+    assert len(children) == 2
+    standalone.process.send_signal(getattr(signal, signals[0]))
+    assert standalone.process.wait(timeout=60) == 0
+    assert wait_gone(children, 10) == []
+    output = standalone.output()
+    # the triggerer completed its job, which needs the API server still answering: it stopped first
+    assert "job 1 completed" in output
+    assert f"{signals[0]}: stopping the triggerer, then the API server" in output
+    assert "Traceback" not in output
+    assert_nothing_listens(standalone.port)
+
+
+def test__two_ctrl_c_in_quick_succession__still_stop_both_children(standalone: Standalone) -> None:
+    children = standalone.children()
+    standalone.process.send_signal(signal.SIGINT)
+    time.sleep(0.15)  # the operator's second key press, not a wait for a condition
+    standalone.process.send_signal(signal.SIGINT)
+    assert standalone.process.wait(timeout=60) == 0
+    assert wait_gone(children, 10) == []
+    assert_nothing_listens(standalone.port)
+
+
+def test__the_terminal_closing__stops_both_children(tmp_path: Path) -> None:
+    port = free_port()
+    primary, secondary = os.openpty()
+
+    def controlling_terminal() -> None:  # runs in the child after setsid: the pty becomes its terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [*TOCSIN, "standalone", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        start_new_session=True,
+        preexec_fn=controlling_terminal,
+    )
+    os.close(secondary)
+    screen = bytearray()
+
+    def read_screen() -> None:
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            screen.extend(chunk)
+
+    reader = threading.Thread(target=read_screen, daemon=True)
+    reader.start()
     try:
-        output = _read_until(log, "registered job", standalone, 60)
-        assert f"API:       http://127.0.0.1:{port}" in output
-        assert f"docs:      http://127.0.0.1:{port}/docs" in output
-        demo = subprocess.run(
-            [sys.executable, "-m", "tocsin_server.cli", "demo", "--tasks", "50", "--delay", "3"],
+        deadline = time.monotonic() + 60
+        while b"registered job" not in screen:
+            assert time.monotonic() < deadline, screen.decode(errors="replace")
+            assert process.poll() is None, screen.decode(errors="replace")
+            time.sleep(0.05)
+        children = children_of(process.pid)
+        assert len(children) == 2
+        os.close(primary)  # the terminal window closes: the kernel hangs up the session
+        assert process.wait(timeout=60) == 0
+        assert wait_gone(children, 10) == []
+        assert_nothing_listens(port)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test__standalone_killed_outright__its_children_stop_too(standalone: Standalone) -> None:
+    children = standalone.children()
+    standalone.process.kill()
+    standalone.process.wait()
+    assert wait_gone(children, 30) == []
+
+
+def test__a_triggerer_that_exits__is_started_again(standalone: Standalone) -> None:
+    first_triggerer = max(standalone.children())  # started after the server
+    os.kill(first_triggerer, signal.SIGKILL)
+    output = wait_for_count(standalone.log, "registered job", 2, 60)
+    assert "the triggerer exited with -9; starting it again" in output
+    assert standalone.process.poll() is None
+    assert first_triggerer not in standalone.children()
+    assert len(standalone.children()) == 2
+
+
+def test__restart_on_the_port_just_freed__starts(tmp_path: Path) -> None:
+    import httpx
+
+    first = start(tmp_path)
+    with httpx.Client() as client:  # keep-alive connections the server closes first: TIME-WAIT on its port
+        for _ in range(5):
+            client.get(f"http://127.0.0.1:{first.port}/health")
+        first.process.send_signal(signal.SIGINT)
+        assert first.process.wait(timeout=60) == 0
+    second = start(tmp_path, port=first.port)
+    try:
+        assert "is in use" not in second.output()
+    finally:
+        second.process.send_signal(signal.SIGTERM)
+        second.process.wait(timeout=60)
+
+
+def test__a_port_really_in_use__is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*TOCSIN, "standalone", "--port", str(port)],
             cwd=tmp_path,
-            env={**env, "TOCSIN_API_URL": f"http://127.0.0.1:{port}"},
+            env=clean_env(),
             capture_output=True,
             text=True,
-            timeout=120,
-            check=False,
+            timeout=60,
         )
-        assert demo.returncode == 0, demo.stdout + demo.stderr
-        assert "resumed 50/50 tasks" in demo.stdout
-        assert "fire-to-resume: p50" in demo.stdout
-        assert "50/50 resumed" in demo.stderr  # the progress bar's last state
-        standalone.send_signal(signal.SIGINT)
-        assert standalone.wait(timeout=60) == 0
-        output = log.read_text()
-        assert "job 1 completed" in output
-    finally:
-        if standalone.poll() is None:
-            standalone.kill()
-            standalone.wait()
-    # nothing left listening on the port: the API server child stopped too
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", port))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"tocsin standalone: 127.0.0.1:{port} is in use by another program; pick another port with --port"
+    ]
 
 
 def test__demo__without_a_token_or_secret__explains_what_to_pass(tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TOCSIN_")}
     result = subprocess.run(
-        [sys.executable, "-m", "tocsin_server.cli", "demo", "--tasks", "1"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+        [*TOCSIN, "demo", "--tasks", "1"], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, check=False
     )
     assert result.returncode == 2
     assert "pass --token" in result.stderr
