@@ -8,14 +8,22 @@ for its trigger's runtime calls). Job and task-instance tokens are refreshed thr
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Final
 
 import jwt
+import msgspec
+
+from tocsin_server.generated.models import DagIdValue, RunIdValue
 
 ALGORITHM: Final = "HS256"
 SCOPES: Final = ("admin", "worker", "triggerer")
+MAX_JOB_ID: Final = 2**53 - 1
+"""Job ids stay within what JSON numbers carry exactly (as ``MAX_ID`` in the API)."""
+_JOB_SCOPE: Final = re.compile(r"job:(?P<id>[1-9][0-9]{0,15})")
+_TI_SCOPE: Final = re.compile(r"ti:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CACHE_LIMIT: Final = 50_000
 _LEEWAY_S: Final = 5
 
@@ -32,6 +40,12 @@ class Principal:
     scopes: frozenset[str]
     expires_at: float
     issued_at: float = 0.0
+    job_id: int | None = None
+    """The job a job-scoped token (``job:<id>``) speaks for."""
+    task_instance_id: str | None = None
+    """The task instance of a task-instance token (``ti:<uuid>``)."""
+    dag_run: tuple[str, str] | None = None
+    """The dag run a task-instance token belongs to (scope ``run:<dag_id>/<run_id>``)."""
 
     @property
     def refreshable(self) -> bool:
@@ -45,28 +59,56 @@ class Principal:
     def has_any(self, allowed: frozenset[str]) -> bool:
         return not self.scopes.isdisjoint(allowed)
 
-    @property
-    def task_instance_id(self) -> str | None:
-        for scope in self.scopes:
-            if scope.startswith("ti:"):
-                return scope[3:]
-        return None
 
-    @property
-    def dag_run(self) -> tuple[str, str] | None:
-        """The dag run a task-instance token belongs to (scope ``run:<dag_id>/<run_id>``)."""
-        for scope in self.scopes:
-            if scope.startswith("run:"):
-                dag_id, _, run_id = scope[4:].partition("/")
-                return dag_id, run_id
-        return None
+_KNOWN: Final = f"{', '.join(SCOPES)}, job:<id>, ti:<uuid> or run:<dag_id>/<run_id>"
 
-    @property
-    def job_id(self) -> int | None:
-        for scope in self.scopes:
-            if scope.startswith("job:"):
-                return int(scope[4:])
-        return None
+
+def _malformed(scope: str, expected: str) -> TokenError:
+    return TokenError(f"the token is invalid: its scope {scope[:80]!r} is malformed (expected {expected})")
+
+
+def _valid(value: str, alias: object) -> bool:
+    try:
+        msgspec.convert(value, alias)
+    except msgspec.ValidationError:
+        return False
+    return True
+
+
+def _parse_scopes(scopes: frozenset[str]) -> tuple[int | None, str | None, tuple[str, str] | None]:
+    """The job, task instance and dag run the scopes name; every scope must be one the server issues.
+
+    Parsed once at verification (and cached with the token), so a signed but malformed scope is a 401 here
+    rather than a crash in whichever route first reads it.
+    """
+    job_id: int | None = None
+    task_instance_id: str | None = None
+    dag_run: tuple[str, str] | None = None
+    for scope in sorted(scopes):
+        kind, colon, value = scope.partition(":")
+        if not colon:
+            if scope not in SCOPES:
+                raise _malformed(scope, _KNOWN)
+        elif kind == "job":
+            match = _JOB_SCOPE.fullmatch(scope)
+            if match is None or int(match["id"]) > MAX_JOB_ID or job_id is not None:
+                raise _malformed(scope, "one job:<id> with a positive integer id")
+            job_id = int(match["id"])
+        elif kind == "ti":
+            if _TI_SCOPE.fullmatch(scope) is None or task_instance_id is not None:
+                raise _malformed(scope, "one ti:<uuid> with a lower-case UUID")
+            task_instance_id = value
+        elif kind == "run":
+            dag_id, slash, run_id = value.partition("/")
+            if not slash or dag_run is not None or not (_valid(dag_id, DagIdValue) and _valid(run_id, RunIdValue)):
+                raise _malformed(scope, "one run:<dag_id>/<run_id> with ids as the API takes them")
+            dag_run = (dag_id, run_id)
+        else:
+            raise _malformed(scope, _KNOWN)
+    if dag_run is not None and task_instance_id is None:
+        msg = "the token is invalid: a run:<dag_id>/<run_id> scope belongs to a task-instance token (ti:<uuid>)"
+        raise TokenError(msg)
+    return job_id, task_instance_id, dag_run
 
 
 class TokenAuthority:
@@ -126,14 +168,19 @@ class TokenAuthority:
             msg = f"the token is invalid: {exc}"
             raise TokenError(msg) from None
         scope = claims.get("scope")
-        if not isinstance(scope, str) or not scope:
+        if not isinstance(scope, str) or not scope.split():
             msg = "the token carries no scope"
             raise TokenError(msg)
+        scopes = frozenset(scope.split())
+        job_id, task_instance_id, dag_run = _parse_scopes(scopes)
         return Principal(
             subject=str(claims["sub"]),
-            scopes=frozenset(scope.split()),
+            scopes=scopes,
             expires_at=float(claims["exp"]),
             issued_at=float(claims["iat"]),
+            job_id=job_id,
+            task_instance_id=task_instance_id,
+            dag_run=dag_run,
         )
 
     def refreshed(self, token: str, principal: Principal) -> str:
