@@ -1,25 +1,35 @@
-"""The README's curl examples run as written against a live server, on SQLite and PostgreSQL."""
+"""The README's commands, run as printed, in a fresh checkout, against the standalone that its first command starts.
+
+Nothing is done the test's own way: the checkout installs itself (``scripts/standalone.sh``), the token is minted by
+the README's own line in the standalone's folder, and the curl examples and the demo run exactly as written."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from tocsin_server.tokens import TokenAuthority
 
-from tests.support.live_server import LiveServer
+from tests.support.processes import children_of, wait_for_output, wait_gone
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-_BLOCK = re.compile(r"```bash curl-examples\n(?P<script>.*?)```", re.DOTALL)
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+README_PORT = 8080  # the README's URL: the test uses it as printed
+
+
+def block(name: str) -> str:
+    match = re.search(rf"```bash {re.escape(name)}\n(?P<script>.*?)```", README.read_text(), re.DOTALL)
+    assert match, f"README.md has no ```bash {name} block"
+    return match.group("script")
 
 
 def curl_examples() -> str:
-    match = _BLOCK.search(README.read_text())
-    assert match, "README.md has no ```bash curl-examples block"
-    return match.group("script")
+    return block("curl-examples")
 
 
 def test__readme_names_every_runtime_endpoint() -> None:
@@ -37,19 +47,79 @@ def test__readme_names_every_runtime_endpoint() -> None:
         assert f"-X {verb}" in script
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test__readme_curl_examples_run_against_a_live_server(live: LiveServer, authority: TokenAuthority) -> None:
-    token = authority.issue("readme", ["admin", "worker"], 600)
-    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "TOCSIN_URL": live.url, "TOKEN": token}
-    result = subprocess.run(
-        ["bash", "-c", "set -euo pipefail\n" + curl_examples()],
-        env=env,
+def fresh_checkout(destination: Path) -> Path:
+    """What a clone of this tree holds (tracked and new files, as they are now on disk), nothing built."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
         capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert '"state":"deferred"' in result.stdout
-    assert '"classpath":"tocsin_client.triggers.TimeDeltaTrigger"' in result.stdout
-    assert '"value":{"rows":42}' in result.stdout
+        check=True,
+    ).stdout.split(b"\0")
+    for raw in filter(None, listed):
+        relative = Path(os.fsdecode(raw))
+        source = ROOT / relative
+        if source.is_file():
+            (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / relative)
+    return destination
+
+
+def first_command(script: str) -> str:
+    line = script.strip().splitlines()[0]
+    return line.split("#", 1)[0].strip()
+
+
+def user_env() -> dict[str, str]:
+    """The user's shell: nothing of ours set (no TOCSIN_* variables, no virtualenv)."""
+    drop = ("TOCSIN_", "VIRTUAL_ENV", "PYTEST_", "COVERAGE_")
+    return {key: value for key, value in os.environ.items() if not key.startswith(drop)}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test__readme_commands_as_printed__in_a_fresh_checkout(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", README_PORT)) == 0:
+            pytest.fail(f"port {README_PORT}, which the README uses, is taken by another program on this machine")
+    checkout = fresh_checkout(tmp_path / "tocsin")
+    start = first_command(block("two-commands"))
+    assert start == "scripts/standalone.sh"
+    log = tmp_path / "standalone.log"
+    with log.open("wb") as sink:
+        # its own process group, as a terminal's foreground job: Ctrl-C goes to the whole group
+        standalone = subprocess.Popen(
+            ["bash", "-c", start],
+            cwd=checkout,
+            env=user_env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        output = wait_for_output(log, "registered job", standalone, 600)
+        assert f"API:       http://127.0.0.1:{README_PORT}" in output
+        children = children_of(standalone.pid)
+        second_terminal = "\n".join(["set -euo pipefail", block("try-it"), curl_examples(), block("demo")])
+        result = subprocess.run(
+            ["bash", "-c", second_terminal],
+            cwd=checkout,
+            env=user_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+        assert "Traceback" not in result.stderr
+        assert '"state":"deferred"' in result.stdout
+        assert '"classpath":"tocsin_client.triggers.TimeDeltaTrigger"' in result.stdout
+        assert '"value":{"rows":42}' in result.stdout
+        assert "resumed 1000/1000 tasks" in result.stdout
+        os.killpg(standalone.pid, signal.SIGINT)  # Ctrl-C in the first terminal
+        assert standalone.wait(timeout=90) == 0
+        assert wait_gone(children, 10) == []
+        assert "Traceback" not in log.read_text(errors="replace")
+    finally:
+        if standalone.poll() is None:
+            os.killpg(standalone.pid, signal.SIGKILL)
+            standalone.wait()
