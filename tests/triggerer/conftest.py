@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from tocsin_client.triggerer import Triggerer, TriggererConfig
 
+from tests.triggerer.e2e_support import start_server, start_triggerer, tasks_for  # noqa: F401 - fixtures
 from tests.triggerer.fake_server import TRIGGERER_TOKEN, FakeServer
 
 

@@ -101,6 +101,13 @@ class Terminal(_Simple):
         yield TaskSuccessEvent()
 
 
+class TerminalWithXComs(_Simple):
+    """Ends its task in success and hands over its results as XComs, in the same event."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        yield TaskSuccessEvent(xcoms=self.kwargs["xcoms"])
+
+
 class Exit(_Simple):
     """Kills its runner process, once: the marker file says it already did."""
 

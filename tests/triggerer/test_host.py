@@ -189,7 +189,7 @@ async def test__log_lines_inside_a_trigger__carry_its_id_and_task_instance(
 ) -> None:
     caplog.set_level(logging.INFO)
     runner, sink = host
-    handler = TriggerLogHandler(sink)  # type: ignore[arg-type]
+    handler = TriggerLogHandler(sink)
     logging.getLogger().addHandler(handler)
     try:
         logging.getLogger("outside").warning("not a trigger's line")

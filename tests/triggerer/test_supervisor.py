@@ -61,6 +61,7 @@ async def test__new_triggers__are_fetched_and_started_and_removed_ones_cancelled
     running = start()
     await eventually(lambda: running.triggerer.running == 2, what="two running")
     workload_bodies = [body for _, path, body in fake.requests if path == "/execution/triggers/workloads"]
+    assert workload_bodies[0] is not None
     assert sorted(workload_bodies[0]["trigger_ids"]) == [keep, drop]
     late = fake.add_time_trigger(3600)
     await eventually(lambda: running.triggerer.running == 3, what="the late trigger started")
@@ -267,7 +268,7 @@ async def test__many_simultaneous_fires__go_out_in_few_requests(fake: FakeServer
 
 
 async def test__trigger_log_lines__are_shipped_with_trigger_and_task_instance(fake: FakeServer, start: Start) -> None:
-    from tocsin_client.triggerer.supervisor import models
+    from tocsin_client.generated import models
 
     if not hasattr(models, "TriggerLogBatch"):
         import pytest

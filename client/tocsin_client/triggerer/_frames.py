@@ -70,13 +70,15 @@ class Shutdown(msgspec.Struct, tag="shutdown"):
 
 
 class EventOut(msgspec.Struct, array_like=True):
-    """A fired event; ``payload`` is already serde-encoded, ``fired_at`` is wall-clock seconds."""
+    """A fired event; ``payload`` and the ``xcoms`` values are already serde-encoded, ``fired_at`` is wall-clock
+    seconds. A terminal event's XComs travel in the event itself: the server applies them with the state change."""
 
     trigger_id: int
     event_id: str
     event_type: str
     payload: Any
     fired_at: float
+    xcoms: dict[str, Any] | None = None
 
 
 class FailureOut(msgspec.Struct, array_like=True):

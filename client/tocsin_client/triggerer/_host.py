@@ -81,6 +81,20 @@ def _traceback_lines(exc: BaseException) -> list[str]:
     return lines[-_MAX_TRACEBACK_LINES:]
 
 
+def _encode_xcoms(classpath: str, event: TaskEndEvent) -> dict[str, Any] | None:
+    """A terminal event's XComs, serde-encoded; they go to the server inside the event (one transaction there)."""
+    if not event.xcoms:
+        return None
+    encoded = {}
+    for key, value in event.xcoms.items():
+        try:
+            encoded[key] = serde.serialize(value)
+        except serde.SerdeError as exc:
+            msg = f"{classpath}: xcom {key!r} cannot be sent: {exc}"
+            raise TriggerError(msg) from exc
+    return encoded
+
+
 class TriggerHost:
     """Starts, cancels and watches triggers on the running loop.
 
@@ -211,7 +225,7 @@ class TriggerHost:
             raise TriggerError(msg)
         try:  # contextlib.aclosing would cost an object per trigger
             async for event in events:
-                await self._emit(trigger, workload, event)
+                self._emit(workload, event)
                 fired = True
                 if workload.task_instance is not None:
                     return
@@ -221,7 +235,7 @@ class TriggerHost:
             msg = f"{workload.classpath} ended without yielding an event"
             raise TriggerError(msg)
 
-    async def _emit(self, trigger: BaseTrigger, workload: RunTrigger, event: Any) -> None:
+    def _emit(self, workload: RunTrigger, event: Any) -> None:
         if not isinstance(event, TriggerEvent):
             msg = f"{workload.classpath} yielded {type(event).__name__!r}, not a TriggerEvent"
             raise TriggerError(msg)
@@ -230,15 +244,8 @@ class TriggerHost:
         except serde.SerdeError as exc:
             msg = f"{workload.classpath} yielded a payload that cannot be sent: {exc}"
             raise TriggerError(msg) from exc
-        if isinstance(event, TaskEndEvent) and event.xcoms and workload.task_instance is not None:
-            for key, value in event.xcoms.items():
-                try:
-                    encoded = serde.serialize(value)
-                except serde.SerdeError as exc:
-                    msg = f"{workload.classpath}: xcom {key!r} cannot be sent: {exc}"
-                    raise TriggerError(msg) from exc
-                await trigger.context.set_xcom(key, encoded)
-        self._sink.event(EventOut(workload.trigger_id, uuid.uuid4().hex, event.event_type, payload, time.time()))
+        xcoms = _encode_xcoms(workload.classpath, event) if isinstance(event, TaskEndEvent) else None
+        self._sink.event(EventOut(workload.trigger_id, uuid.uuid4().hex, event.event_type, payload, time.time(), xcoms))
 
     async def _cleanup(self, trigger_id: int, trigger: BaseTrigger) -> None:
         try:

@@ -43,6 +43,7 @@ __all__ = ["Outbox"]
 
 _log = logging.getLogger("tocsin.triggerer")
 _EVENT_TYPE_ON_WIRE: Final = "event_type" in TriggerEventBody.__struct_fields__
+_XCOMS_ON_WIRE: Final = "xcoms" in TriggerEventBody.__struct_fields__
 # The bulk endpoint arrived with API version 2026-12-01; a client generated from an older contract lacks it.
 _EVENTS_BODY: Final[Any] = getattr(models, "TriggerEventsBody", None)
 _EVENT_ITEM: Final[Any] = getattr(models, "TriggerEventItem", None)
@@ -63,6 +64,8 @@ def _event_fields(event: EventOut) -> dict[str, Any]:
     fields: dict[str, Any] = {"event_id": event.event_id, "payload": event.payload}
     if _EVENT_TYPE_ON_WIRE:
         fields["event_type"] = event.event_type
+    if event.xcoms and _XCOMS_ON_WIRE:  # one path: the server stores them with the state change, atomically
+        fields["xcoms"] = event.xcoms
     return fields
 
 

@@ -49,7 +49,10 @@ class TriggerEvent:
 
 
 class TaskEndEvent(TriggerEvent):
-    """The trigger ends its task directly in ``task_state``, optionally pushing ``xcoms`` first."""
+    """The trigger ends its task directly in ``task_state``, optionally with ``xcoms`` (key → serde-encodable value).
+
+    The XComs travel inside the event: the server stores them and ends the task in one transaction.
+    """
 
     task_state: ClassVar[str]
 
