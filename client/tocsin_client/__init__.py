@@ -6,6 +6,7 @@ Implementation modules are private (``_client``); the public names are re-export
 from __future__ import annotations
 
 from tocsin_client._client import AsyncClient, Client
+from tocsin_client._defer import deferral
 from tocsin_client.errors import (
     APIError,
     BadRequestError,
@@ -41,5 +42,6 @@ __all__ = [
     "TransportError",
     "UnauthorizedError",
     "ValidationError",
+    "deferral",
     "is_transient",
 ]

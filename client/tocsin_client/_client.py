@@ -8,14 +8,22 @@ from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import msgspec
 
+from tocsin_client._defer import DEFAULT_NEXT_METHOD, deferral
 from tocsin_client._http import httpx
 from tocsin_client._problem import parse_problem
 from tocsin_client.errors import DecodeError, TransportError, error_for_status
 from tocsin_client.generated.operations import API_VERSION, AsyncOperations, SyncOperations
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+    from uuid import UUID
+
+    from tocsin_client.generated.models import TaskInstance
+    from tocsin_client.triggers.base import BaseTrigger
 
 VERSION_HEADER: Final = "Tocsin-API-Version"
 REFRESH_HEADER: Final = "Refreshed-API-Token"
@@ -166,6 +174,24 @@ class Client(_BaseClient, SyncOperations):
             raise _transport_error(exc, method, path) from exc
         return self._handle(response, method=method, path=path, expected=expected, response_type=response_type)
 
+    def defer_task_instance(
+        self,
+        task_instance_id: UUID,
+        trigger: BaseTrigger,
+        *,
+        next_method: str = DEFAULT_NEXT_METHOD,
+        next_kwargs: Mapping[str, Any] | None = None,
+        trigger_timeout: timedelta | float | None = None,
+    ) -> TaskInstance:
+        """Defer a running task instance on ``trigger`` (``updateTaskInstanceState`` with a ``deferred`` body).
+
+        The body comes from ``trigger.serialize()``: its classpath and serde-encoded kwargs. When the trigger
+        fires, the task instance is scheduled with ``next_method`` and ``next_kwargs`` plus ``{"event": payload}``.
+        See ``tocsin_client._defer.deferral`` for the arguments and docs/triggers.md for the whole path.
+        """
+        body = deferral(trigger, next_method=next_method, next_kwargs=next_kwargs, trigger_timeout=trigger_timeout)
+        return self.update_task_instance_state(task_instance_id, body)
+
     def close(self) -> None:
         """Close the pooled connections."""
         self._http.close()
@@ -216,6 +242,19 @@ class AsyncClient(_BaseClient, AsyncOperations):
         except httpx.RequestError as exc:
             raise _transport_error(exc, method, path) from exc
         return self._handle(response, method=method, path=path, expected=expected, response_type=response_type)
+
+    async def defer_task_instance(
+        self,
+        task_instance_id: UUID,
+        trigger: BaseTrigger,
+        *,
+        next_method: str = DEFAULT_NEXT_METHOD,
+        next_kwargs: Mapping[str, Any] | None = None,
+        trigger_timeout: timedelta | float | None = None,
+    ) -> TaskInstance:
+        """Defer a running task instance on ``trigger``; the coroutine twin of ``Client.defer_task_instance``."""
+        body = deferral(trigger, next_method=next_method, next_kwargs=next_kwargs, trigger_timeout=trigger_timeout)
+        return await self.update_task_instance_state(task_instance_id, body)
 
     async def aclose(self) -> None:
         """Close the pooled connections."""

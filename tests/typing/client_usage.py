@@ -7,12 +7,14 @@ needed into an error, so a generated signature that stops rejecting a wrong call
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import assert_type
 from uuid import UUID
 
-from tocsin_client import AsyncClient, Client
+from tocsin_client import AsyncClient, Client, deferral
 from tocsin_client.generated import models
 from tocsin_client.generated.models import TaskInstanceStateName
+from tocsin_client.triggers import TimeDeltaTrigger
 
 
 def sync_calls(client: Client, ti_id: UUID) -> None:
@@ -42,6 +44,15 @@ def sync_calls(client: Client, ti_id: UUID) -> None:
     client.put_variable("greeting", models.VariableBody(value="hello"))
     client.put_variable("greeting")  # type: ignore[call-arg]
 
+    # Deferring on a trigger object: the body is built from trigger.serialize().
+    trigger = TimeDeltaTrigger(timedelta(seconds=5))
+    assert_type(client.defer_task_instance(ti_id, trigger), models.TaskInstance)
+    client.defer_task_instance(ti_id, trigger, next_method="resume", next_kwargs={"n": 1}, trigger_timeout=60)
+    client.defer_task_instance(ti_id, trigger, trigger_timeout=timedelta(hours=1))
+    client.defer_task_instance(ti_id, "tocsin_client.triggers.TimeDeltaTrigger")  # type: ignore[arg-type]
+    client.defer_task_instance(ti_id, trigger, "resume")  # type: ignore[call-arg]
+    assert_type(deferral(trigger), models.DeferredStateUpdate)
+
 
 async def async_calls(client: AsyncClient, ti_id: UUID) -> None:
     states = await client.get_task_instance_states(dag_id="etl", run_id="manual_1")
@@ -52,3 +63,5 @@ async def async_calls(client: AsyncClient, ti_id: UUID) -> None:
     await client.list_task_instances(state="scheduled")  # type: ignore[arg-type]
     assert_type(await client.get_task_instance(ti_id), models.TaskInstance)
     await client.update_task_instance_state(ti_id, {"state": "running"})  # type: ignore[arg-type]
+    deferred = await client.defer_task_instance(ti_id, TimeDeltaTrigger(timedelta(seconds=5)), next_method="resume")
+    assert_type(deferred, models.TaskInstance)
