@@ -235,3 +235,62 @@ def test__demo__without_a_token_or_secret__explains_what_to_pass(tmp_path: Path)
     )
     assert result.returncode == 2
     assert "pass --token" in result.stderr
+
+
+def wait_until_all_claimed(running: Standalone, count: int, timeout_s: float = 60) -> None:
+    import httpx
+
+    token = subprocess.run(
+        [*TOCSIN, "token", "create", "--scope", "admin"],
+        cwd=running.folder,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        answer = httpx.get(
+            f"http://127.0.0.1:{running.port}/api/v1/triggers",
+            headers={"Authorization": f"Bearer {token}"},
+            params={"limit": 1000},
+        ).json()
+        if sum(trigger["triggerer_id"] is not None for trigger in answer["triggers"]) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the triggerer did not claim {count} triggers within {timeout_s} s")
+
+
+def test__an_outage_longer_than_the_liveness_threshold__every_task_still_resumes(tmp_path: Path) -> None:
+    """A laptop that slept: the triggerer is frozen longer than the server waits for its heartbeat, so the server
+    ends its lease. No one restarts anything by hand, and every deferred task still resumes."""
+    quick_leases = {
+        "TOCSIN_HEARTBEAT_INTERVAL_S": "0.5",
+        "TOCSIN_LIVENESS_THRESHOLD_S": "2",
+        "TOCSIN_TIMEOUT_CHECK_INTERVAL_S": "0.5",
+    }
+    running = start(tmp_path, env=clean_env(**quick_leases))
+    try:
+        triggerer = max(running.children())
+        demo = subprocess.Popen(
+            [*TOCSIN, "demo", "--tasks", "30", "--delay", "4", "--timeout", "90"],
+            cwd=tmp_path,
+            env=clean_env(TOCSIN_API_URL=f"http://127.0.0.1:{running.port}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        wait_until_all_claimed(running, 30)
+        os.kill(triggerer, signal.SIGSTOP)
+        time.sleep(5)  # the outage itself: longer than the 2 s liveness threshold, by design
+        os.kill(triggerer, signal.SIGCONT)
+        stdout, stderr = demo.communicate(timeout=120)
+        assert demo.returncode == 0, stdout + stderr
+        assert "resumed 30/30 tasks" in stdout
+        # the lease really ended: the work was picked up by a new job, registered without anyone's help
+        assert running.output().count("registered job") >= 2, running.output()[-3000:]
+        assert running.process.poll() is None, "the standalone must carry on"
+        assert len(running.children()) == 2
+    finally:
+        running.process.send_signal(signal.SIGTERM)
+        running.process.wait(timeout=60)
