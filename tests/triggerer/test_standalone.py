@@ -270,16 +270,16 @@ def test__an_outage_longer_than_the_liveness_threshold__every_task_still_resumes
         "TOCSIN_TIMEOUT_CHECK_INTERVAL_S": "0.5",
     }
     running = start(tmp_path, env=clean_env(**quick_leases))
+    triggerer = max(running.children())
+    demo = subprocess.Popen(
+        [*TOCSIN, "demo", "--tasks", "30", "--delay", "4", "--timeout", "90"],
+        cwd=tmp_path,
+        env=clean_env(TOCSIN_API_URL=f"http://127.0.0.1:{running.port}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        triggerer = max(running.children())
-        demo = subprocess.Popen(
-            [*TOCSIN, "demo", "--tasks", "30", "--delay", "4", "--timeout", "90"],
-            cwd=tmp_path,
-            env=clean_env(TOCSIN_API_URL=f"http://127.0.0.1:{running.port}"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
         wait_until_all_claimed(running, 30)
         os.kill(triggerer, signal.SIGSTOP)
         time.sleep(5)  # the outage itself: longer than the 2 s liveness threshold, by design
@@ -292,5 +292,8 @@ def test__an_outage_longer_than_the_liveness_threshold__every_task_still_resumes
         assert running.process.poll() is None, "the standalone must carry on"
         assert len(running.children()) == 2
     finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
         running.process.send_signal(signal.SIGTERM)
         running.process.wait(timeout=60)
