@@ -31,6 +31,7 @@ from tocsin_server.auth import BearerAuthMiddleware
 from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.reads import create_reads
 from tocsin_server.db.transactions import create_sessionmaker, provide_transaction
+from tocsin_server.json_limits import JsonBodyGuard
 from tocsin_server.problems import EXCEPTION_HANDLERS
 from tocsin_server.services.kwargs_cipher import KwargsCipher
 from tocsin_server.services.maintenance import periodic_loop
@@ -111,7 +112,7 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
     return Litestar(
         route_handlers=ROUTE_HANDLERS,
         dependencies={"db_session": Provide(provide_transaction)},
-        middleware=[ApiVersionMiddleware(), BearerAuthMiddleware(authority)],
+        middleware=[ApiVersionMiddleware(), BearerAuthMiddleware(authority), JsonBodyGuard()],
         before_send=[echo_version, complete_allow_header],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[databases],

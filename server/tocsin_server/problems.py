@@ -22,6 +22,7 @@ from tocsin_server.errors import (
     TooLargeError,
 )
 from tocsin_server.generated.models import FieldError, Problem
+from tocsin_server.json_limits import BodyRejectedError
 from tocsin_server.versioning import UnsupportedVersionError
 
 if TYPE_CHECKING:
@@ -141,6 +142,11 @@ def service_problem(exc: ServiceError, *, instance: str) -> tuple[int, Problem]:
     return status, body
 
 
+def _on_rejected_body(request: Request[Any, Any, Any], exc: BodyRejectedError) -> Response[Problem]:
+    errors = [FieldError(key="body", message=exc.message, source="body")]
+    return problem(400, exc.message, request=request, kind=exc.kind, errors=errors)
+
+
 def _on_data_error(request: Request[Any, Any, Any], exc: DataError) -> Response[Problem]:
     """A value passed validation but the database refused it (out of range, not representable)."""
     _log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
@@ -156,6 +162,7 @@ EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     ValidationException: _on_validation,
     HTTPException: _on_http,
     ServiceError: _on_service,
+    BodyRejectedError: _on_rejected_body,
     DataError: _on_data_error,
     Exception: _on_unexpected,
 }

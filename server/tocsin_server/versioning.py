@@ -25,6 +25,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.middleware import ASGIMiddleware
 
 from tocsin_server.errors import InvalidError
+from tocsin_server.json_limits import check_json_body
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -208,6 +209,7 @@ async def _read_body(receive: Receive) -> bytes:
 
 
 def _upgrade_request(body: bytes, changes: list[RequestFieldAdded], version: str) -> bytes:
+    check_json_body(body)  # before the decoder: it recurses, and this runs before the body guard middleware
     try:
         document = _TOP_LEVEL.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
