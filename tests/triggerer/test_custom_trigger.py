@@ -40,11 +40,15 @@ TOCSIN = Path(sys.executable).with_name("tocsin")  # the console script the READ
 FAST = {"TOCSIN_HEARTBEAT_INTERVAL_S": "0.5", "TOCSIN_CLEANUP_INTERVAL_S": "0.5"}
 
 
+LOGS: list[Path] = []  # the processes' logs of the running test, shown when a wait fails
+
+
 def poll(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
     deadline = time.monotonic() + timeout_s
     while not (value := predicate()):
         if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout_s} s: {what}")
+            tails = "".join(f"\n--- {log.name}:\n{log.read_text(errors='replace')[-3000:]}" for log in LOGS)
+            pytest.fail(f"not within {timeout_s} s: {what}{tails}")
         time.sleep(0.05)
     return value
 
@@ -60,7 +64,8 @@ def my_triggers(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 @pytest.fixture
 def server(clean_database: str, tmp_path: Path) -> Iterator[LiveServer]:
-    with live_server(clean_database, SECRET, tmp_path / "server.log", FAST) as running:
+    LOGS[:] = [tmp_path / "server.log"]
+    with live_server(clean_database, SECRET, LOGS[0], FAST) as running:
         yield running
 
 
@@ -80,7 +85,8 @@ def start_triggerer(
             "TOCSIN_API_URL": server.url,
             "TOCSIN_TOKEN": authority.issue("custom-trigger-e2e", ["triggerer"], 3600),
         }
-        with (workdir / "triggerer.log").open("wb") as sink:
+        LOGS.append(workdir / "triggerer.log")
+        with LOGS[-1].open("wb") as sink:
             process = subprocess.Popen(
                 [str(TOCSIN), "triggerer", "--grace-period", "5", *flags],
                 cwd=workdir,
@@ -114,7 +120,7 @@ def running_task(client: Client, task_id: str) -> UUID:
     return ti.id
 
 
-def wait_state(client: Client, ti_id: UUID, state: TaskInstanceStateName, timeout_s: float = 30.0) -> TaskInstance:
+def wait_state(client: Client, ti_id: UUID, state: TaskInstanceStateName, timeout_s: float = 60.0) -> TaskInstance:
     return poll(lambda: (ti := client.get_task_instance(ti_id)).state is state and ti, timeout_s, f"{ti_id} {state}")
 
 
@@ -141,7 +147,7 @@ def test__custom_trigger__resumes_the_task_with_its_event_and_can_end_it(
     assert deferred.trigger_timeout is not None
 
     triggerer = start_triggerer("--allow", "my_triggers.*")
-    poll(lambda: all(t.triggerer_id for t in admin.list_triggers().triggers), 30, "both triggers claimed")
+    poll(lambda: all(t.triggerer_id for t in admin.list_triggers().triggers), 60, "both triggers claimed")
     assert triggerer.poll() is None
     assert admin.get_task_instance(waiting).state is TaskInstanceStateName.deferred  # it waits: nothing set yet
 
