@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -124,3 +125,19 @@ async def test__async_defer_task_instance__patches_the_state_with_the_deferral()
     assert ti.id == TI_ID
     assert msgspec.json.decode(seen[0].content)["next_method"] == "go"
     assert msgspec.json.decode(seen[0].content)["classpath"] == "tocsin_client.triggers.DateTimeTrigger"
+
+
+def code_lines(text: str) -> list[str]:
+    """Lines of Python without blank lines, comments and trailing comments, stripped."""
+    lines = (line.split("  # ", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def test__docs_triggers_md__shows_the_tested_example_module() -> None:
+    # docs/triggers.md quotes docs/examples/my_triggers.py, which tests/triggerer/test_custom_trigger.py runs.
+    repo = Path(__file__).resolve().parents[2]
+    doc = (repo / "docs" / "triggers.md").read_text()
+    quoted = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    module = set(code_lines((repo / "docs" / "examples" / "my_triggers.py").read_text()))
+    missing = [line for line in code_lines(quoted) if line not in module]
+    assert missing == [], missing
