@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
 import msgspec
+from tocsin_wire.headers import REFRESH_HEADER, VERSION_HEADER
 
 from tocsin_client._defer import DEFAULT_NEXT_METHOD, deferral
 from tocsin_client._http import httpx
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from tocsin_client.generated.models import TaskInstance
     from tocsin_client.triggers.base import BaseTrigger
 
-VERSION_HEADER: Final = "Tocsin-API-Version"
-REFRESH_HEADER: Final = "Refreshed-API-Token"
 DEFAULT_TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 _ACCEPT: Final = "application/json, application/problem+json"

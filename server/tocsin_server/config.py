@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tocsin_client.serde import parse_allowed
+from tocsin_wire.serde import parse_allowed
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tocsin.db"
 MIN_SECRET_BYTES = 32

@@ -2,7 +2,7 @@
 
 A task-bound payload is never decoded: it arrives as ``msgspec.Raw`` bytes and is spliced into the stored
 next_kwargs JSON text, whose own top-level values also stay raw. Only asset watchers decode a payload, through
-``tocsin_client.serde`` with the configured allowlist; a refused class fails that watcher's event alone.
+``tocsin_wire.serde`` with the configured allowlist; a refused class fails that watcher's event alone.
 
 Lock order, shared with every other writer: trigger rows (by id) before task-instance rows.
 """
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from sqlalchemy import insert, select, tuple_, update
-from tocsin_client import serde
+from tocsin_wire import serde
 
 from tocsin_server.db import models as m
 from tocsin_server.errors import ConflictError, InvalidError, NotFoundError, ServiceError, TooLargeError
