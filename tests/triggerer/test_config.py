@@ -39,3 +39,12 @@ def test__hostname__fits_the_registration_pattern() -> None:
 
     config = TriggererConfig(api_url="http://x", token="t")
     assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]*", config.hostname)
+
+
+def test__exit_on_lost_lease__is_off_by_default_and_read_from_its_variable() -> None:
+    base = {"TOCSIN_API_URL": "http://x", "TOCSIN_TOKEN": "t"}
+    assert TriggererConfig.from_env(base).exit_on_lost_lease is False
+    assert TriggererConfig.from_env({**base, "TOCSIN_TRIGGERER_EXIT_ON_LOST_LEASE": "true"}).exit_on_lost_lease
+    assert not TriggererConfig.from_env({**base, "TOCSIN_TRIGGERER_EXIT_ON_LOST_LEASE": "0"}).exit_on_lost_lease
+    with pytest.raises(ConfigError, match="TOCSIN_TRIGGERER_EXIT_ON_LOST_LEASE='maybe'"):
+        TriggererConfig.from_env({**base, "TOCSIN_TRIGGERER_EXIT_ON_LOST_LEASE": "maybe"})

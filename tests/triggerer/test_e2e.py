@@ -146,13 +146,13 @@ def test__sigkilled_triggerer__its_triggers_fire_elsewhere_once(
     assert 1 not in holders
 
 
-def test__frozen_triggerer_declared_dead__exits_non_zero_on_its_next_heartbeat(
+def test__frozen_triggerer_declared_dead__with_exit_on_lost_lease__exits_3_on_its_next_heartbeat(
     start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
 ) -> None:
     server = start_server(TOCSIN_LIVENESS_THRESHOLD_S="2")
     tasks = tasks_for(server.url)
     tasks.defer("tocsin_client.triggers.DateTimeTrigger", {"moment": in_seconds(3600)})
-    triggerer = start_triggerer(server.url)
+    triggerer = start_triggerer(server.url, TOCSIN_TRIGGERER_EXIT_ON_LOST_LEASE="1")
     poll(lambda: tasks.client.list_triggers().triggers[0].triggerer_id is not None, 20, "claimed")
     os.kill(triggerer.process.pid, signal.SIGSTOP)
     try:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from tocsin_client import serde
-from tocsin_client.triggerer import EXIT_FENCED, EXIT_OK
+from tocsin_client.triggerer import EXIT_CRASHED, EXIT_FENCED, EXIT_OK, Triggerer
 
 from tests.triggerer.conftest import Running, eventually
-from tests.triggerer.fake_server import FakeServer, answer_for, problem, refuse_connections
+from tests.triggerer.fake_server import FakeJob, FakeServer, answer_for, problem, refuse_connections
 
 P = "tests.triggerer.sample_triggers"
 Start = Callable[..., Running]
@@ -165,17 +166,116 @@ async def test__event_the_server_cannot_store__becomes_a_failure(fake: FakeServe
     assert "could not be stored" in fake.failures[0][1]["error"]
 
 
-async def test__conflict_on_heartbeat__stops_every_trigger_and_exits_non_zero(
+async def test__conflict_on_heartbeat_with_exit_on_lost_lease__stops_every_trigger_and_exits_3(
+    fake: FakeServer, start: Start, tmp_path: Path
+) -> None:
+    marker = tmp_path / "cleaned"
+    fake.add_trigger(f"{P}.Cleanup", {"marker": str(marker)})
+    running = start(exit_on_lost_lease=True)
+    await eventually(lambda: running.triggerer.running == 1)
+    fake.jobs[1].state = "failed"  # the server declared the job dead
+    assert await running.exit_code() == EXIT_FENCED
+    assert marker.read_text() == "cleaned"
+    assert fake.completed == []
+    assert list(fake.jobs) == [1]
+
+
+async def test__lost_lease__registers_a_new_job_and_carries_on(fake: FakeServer, start: Start, tmp_path: Path) -> None:
+    marker = tmp_path / "cleaned"
+    waiting = fake.add_trigger(f"{P}.Cleanup", {"marker": str(marker)})
+    running = start()
+    await eventually(lambda: running.triggerer.running == 1)
+    fake.jobs[1].state = "failed"  # the server declared the job dead and released its triggers
+    await eventually(lambda: 2 in fake.jobs and fake.held_by(2) == {waiting}, what="a new job holding the trigger")
+    assert running.triggerer.job is not None and running.triggerer.job.job_id == 2
+    later = fake.add_trigger(f"{P}.FireNow", {})
+    await eventually(lambda: fake.events_for(later), what="the new job's trigger fired and was delivered")
+    assert not marker.exists()  # the trigger it held again never stopped
+    assert running.triggerer.running >= 1
+    assert not running.task.done()
+    assert running.triggerer.stats.leases_lost == 1
+    registrations = [body for _, path, body in fake.requests if path == "/execution/jobs"]
+    assert len(registrations) == 2
+
+
+async def test__lost_lease__triggers_the_new_job_does_not_hold_are_cancelled(
     fake: FakeServer, start: Start, tmp_path: Path
 ) -> None:
     marker = tmp_path / "cleaned"
     fake.add_trigger(f"{P}.Cleanup", {"marker": str(marker)})
     running = start()
     await eventually(lambda: running.triggerer.running == 1)
-    fake.jobs[1].state = "failed"  # the server declared the job dead
-    assert await running.exit_code() == EXIT_FENCED
-    assert marker.read_text() == "cleaned"
-    assert fake.completed == []
+    fake.jobs[1].state = "failed"
+    fake.jobs[99] = FakeJob(99, "other-host", 1, 10)  # another triggerer takes the released trigger first
+    for trigger in fake.triggers.values():
+        trigger.holder = 99
+    await eventually(lambda: 2 in fake.jobs, what="a new job")
+    await eventually(marker.exists, what="the trigger it no longer holds cancelled (its cleanup ran)")
+    assert not running.task.done()
+
+
+async def test__lost_lease__an_event_queued_under_the_old_job__still_resumes_its_task(
+    fake: FakeServer, start: Start
+) -> None:
+    down = [True]
+
+    def outage(request: httpx.Request) -> httpx.Response | None:
+        return problem(503, "Unavailable") if down[0] and request.url.path.endswith("/event") else None
+
+    fake.faults.append(outage)
+    fired = fake.add_trigger(f"{P}.FireNow", {})
+    running = start()
+    await eventually(lambda: running.triggerer.stats.delivery_retries >= 1, what="the event waits in the queue")
+    fake.jobs[1].state = "failed"  # reaped: like the real server, its triggers are released at once
+    for trigger in fake.triggers.values():
+        trigger.holder = None
+    down[0] = False
+    await eventually(lambda: fake.events_for(fired), what="the event delivered after all")
+    assert 2 in fake.jobs
+    assert not running.task.done()
+
+
+@pytest.mark.parametrize(
+    ("duty", "method"),
+    [
+        ("heartbeat", "_heartbeat_once"),
+        ("claim cycle", "_cycle_once"),
+    ],
+)
+async def test__crashed_duty__exits_non_zero_naming_it(
+    fake: FakeServer, start: Start, duty: str, method: str, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    calls = 0
+    original = getattr(Triggerer, method)
+
+    async def crash_on_third_call(self: Triggerer) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyError("a bug")
+        return await original(self)
+
+    monkeypatch.setattr(Triggerer, method, crash_on_third_call)
+    fired = fake.add_trigger(f"{P}.FireNow", {})
+    running = start()
+    assert await running.exit_code() == EXIT_CRASHED
+    assert f"the {duty} duty crashed: 'a bug'" in caplog.text
+    assert fake.completed == [1]  # it still stopped gracefully: delivered what it had, completed the job
+    assert fake.events_for(fired)
+
+
+async def test__crashed_log_shipping__exits_non_zero_naming_it(
+    fake: FakeServer, start: Start, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    from tocsin_client.triggerer._logship import LogShipper
+
+    async def broken_flush(self: LogShipper) -> bool:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(LogShipper, "flush", broken_flush)
+    running = start()
+    assert await running.exit_code() == EXIT_CRASHED
+    assert "the log shipping duty crashed: a bug" in caplog.text
 
 
 async def test__graceful_stop__delivers_queued_events_then_completes_the_job(fake: FakeServer, start: Start) -> None:

@@ -13,9 +13,18 @@ import asyncio
 import logging
 
 from tocsin_client.triggerer.config import ConfigError, TriggererConfig
-from tocsin_client.triggerer.supervisor import EXIT_FENCED, EXIT_OK, EXIT_REFUSED, Triggerer
+from tocsin_client.triggerer.supervisor import EXIT_CRASHED, EXIT_FENCED, EXIT_OK, EXIT_REFUSED, Triggerer
 
-__all__ = ["EXIT_FENCED", "EXIT_OK", "EXIT_REFUSED", "ConfigError", "Triggerer", "TriggererConfig", "run"]
+__all__ = [
+    "EXIT_CRASHED",
+    "EXIT_FENCED",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "ConfigError",
+    "Triggerer",
+    "TriggererConfig",
+    "run",
+]
 
 
 def run(config: TriggererConfig) -> int:

@@ -6,7 +6,7 @@ each item's own status is judged as if it had been sent alone. The answer decide
 
 - 2xx: delivered.
 - transient (connection error, timeout, 429, 5xx): kept, retried after a jittered backoff; nothing else stops.
-- 409: the trigger belongs to another job now; ``on_conflict`` cancels it here, the item is dropped.
+- 409: the trigger is not this job's (now); ``on_conflict`` cancels it here, the item is dropped.
 - 413 or 422 on an event: the payload can never be stored, so the trigger is reported failed instead (poison
   input ends, it never loops).
 - any other 4xx: logged at ERROR with the problem body, counted, dropped.
@@ -56,6 +56,7 @@ class _Item:
     trigger_id: int
     event: EventOut | None = None
     failure: FailureOut | None = None
+    lease: int = 0  # the outbox's lease when queued
     attempts: int = 0
     single: bool = False  # a bulk request refused as a whole: send this one alone
 
@@ -79,7 +80,8 @@ class Outbox:
     Args:
         client: The job's client.
         stats: Counters to update.
-        on_conflict: Called with a trigger id whose event or failure got 409.
+        on_conflict: Called with a trigger id whose event or failure got 409, and whether it was queued under an
+            earlier lease (``lease``, which the supervisor counts up each time it registers a new job).
         concurrency: Items in flight at once.
         retry_base_s: First retry delay.
         retry_max_s: Longest retry delay.
@@ -89,7 +91,7 @@ class Outbox:
         self,
         client: AsyncClient,
         stats: Stats,
-        on_conflict: Callable[[int], None],
+        on_conflict: Callable[[int, bool], None],
         *,
         concurrency: int = 32,
         retry_base_s: float = 0.25,
@@ -98,6 +100,7 @@ class Outbox:
         self._client = client
         self._stats = stats
         self._on_conflict = on_conflict
+        self.lease = 0
         self._concurrency = concurrency
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
@@ -123,11 +126,11 @@ class Outbox:
                 self._client.api_version,
                 event.event_type,
             )
-        self._push(_Item(event.trigger_id, event=event))
+        self._push(_Item(event.trigger_id, event=event, lease=self.lease))
 
     def put_failure(self, failure: FailureOut) -> None:
         """Queue a trigger failure."""
-        self._push(_Item(failure.trigger_id, failure=failure))
+        self._push(_Item(failure.trigger_id, failure=failure, lease=self.lease))
 
     def _push(self, item: _Item) -> None:
         self._ready.append(item)
@@ -146,7 +149,14 @@ class Outbox:
 
     def start(self) -> None:
         """Start the delivery workers."""
-        self._workers = [asyncio.create_task(self._work(), name=f"tocsin-outbox-{n}") for n in range(self._concurrency)]
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"event delivery {n}") for n in range(self._concurrency)
+        ]
+
+    @property
+    def workers(self) -> list[asyncio.Task[None]]:
+        """The delivery tasks (the supervisor watches them: one that crashes stops the triggerer)."""
+        return list(self._workers)
 
     async def close(self) -> None:
         """Stop delivering; whatever is left is dropped (and logged)."""
@@ -155,7 +165,7 @@ class Outbox:
         for worker in self._workers:
             worker.cancel()
         for worker in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a crashed one was reported already
                 await worker
         if left := len(self._ready) + self._waiting:
             _log.warning("%d events or failures were not delivered; their triggers will run again elsewhere", left)
@@ -231,7 +241,7 @@ class Outbox:
         if status == 409:
             self._stats.conflicts += 1
             _log.warning("trigger %s belongs to another job now (%s); cancelling it here", item.trigger_id, detail)
-            self._on_conflict(item.trigger_id)
+            self._on_conflict(item.trigger_id, item.lease != self.lease)
         elif status == 429 or status >= 500:
             self._retry(item, TocsinError(f"{status} {detail}"))
         elif status in _POISON:
@@ -261,7 +271,7 @@ class Outbox:
         except ConflictError as exc:
             self._stats.conflicts += 1
             _log.warning("trigger %s belongs to another job now (%s); cancelling it here", item.trigger_id, exc)
-            self._on_conflict(item.trigger_id)
+            self._on_conflict(item.trigger_id, item.lease != self.lease)
         except TocsinError as exc:
             self._stats.api_error(operation)
             if exc.transient:

@@ -88,6 +88,7 @@ class RunnerPool:
         self._on_token_request = on_token_request
         self._runners = [_Runner(index) for index in range(config.runners)]
         self._owner: dict[int, _Runner] = {}
+        self._stopped: set[int] = set()  # cancelled on a 409 and kept as handled
         self._closing = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -187,6 +188,7 @@ class RunnerPool:
         """Cancel triggers wherever they run and forget them."""
         by_runner: dict[int, list[int]] = {}
         for trigger_id in trigger_ids:
+            self._stopped.discard(trigger_id)
             runner = self._owner.pop(trigger_id, None)
             if runner is not None:
                 runner.trigger_ids.discard(trigger_id)
@@ -198,7 +200,12 @@ class RunnerPool:
         """Cancel a trigger but remember it as handled, so it is not started again while the server lists it."""
         runner = self._owner.get(trigger_id)
         if runner is not None:
+            self._stopped.add(trigger_id)
             runner.send(encode(Cancel(trigger_ids=[trigger_id])))
+
+    def stopped(self) -> set[int]:
+        """The triggers ``stop_trigger`` cancelled and still counts as handled."""
+        return set(self._stopped)
 
     def grant(self, trigger_id: int, token: str | None) -> None:
         """Answer a runner's token request."""

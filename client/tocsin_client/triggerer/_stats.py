@@ -19,6 +19,8 @@ class Stats:
     delivery_retries: int = 0
     delivery_rejected: int = 0
     conflicts: int = 0
+    leases_lost: int = 0
+    quarantined: int = 0
     api_errors: dict[str, int] = dataclasses.field(default_factory=dict)
     log_lines_shipped: int = 0
     log_lines_dropped: int = 0

@@ -15,6 +15,8 @@ __all__ = ["BUILTIN_ALLOWED", "ConfigError", "TriggererConfig"]
 
 BUILTIN_ALLOWED: Final = ("tocsin_client.*",)
 _HOSTNAME: Final = re.compile(r"[^A-Za-z0-9.\-]")
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
 class ConfigError(ValueError):
@@ -24,6 +26,16 @@ class ConfigError(ValueError):
 def _hostname() -> str:
     name = _HOSTNAME.sub("-", socket.gethostname()).lstrip(".-")[:253]
     return name or "localhost"
+
+
+def _flag(variable: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    msg = f"{variable}={raw!r}: use one of {', '.join(sorted(_TRUE | _FALSE))}"
+    raise ConfigError(msg)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,6 +76,9 @@ class TriggererConfig:
     """Per-trigger log lines held for shipping; past this the oldest are dropped and counted."""
     block_threshold_s: float = 0.2
     """The watchdog names a trigger that blocks its loop for longer than this."""
+    exit_on_lost_lease: bool = False
+    """When the server says the job's lease ended (409): exit with code 3 instead of registering a new job and
+    carrying on (for process managers that prefer to restart it)."""
     hostname: str = dataclasses.field(default_factory=_hostname)
     """Sent at registration."""
 
@@ -113,6 +128,8 @@ class TriggererConfig:
                 except ValueError as exc:
                     msg = f"{variable}={raw!r}: {exc}"
                     raise ConfigError(msg) from exc
+        if raw := env.get("TOCSIN_TRIGGERER_EXIT_ON_LOST_LEASE"):
+            values["exit_on_lost_lease"] = _flag("TOCSIN_TRIGGERER_EXIT_ON_LOST_LEASE", raw)
         if raw := env.get("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES"):
             values["allowed_classes"] = serde.parse_allowed(raw)
         values.update({key: value for key, value in overrides.items() if value is not None})

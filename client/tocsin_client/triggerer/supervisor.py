@@ -9,8 +9,16 @@ One asyncio loop, four duties, each its own task:
 - logs: ship per-trigger log lines in batches (see ``_logship``).
 
 A first SIGTERM/SIGINT stops claiming, cancels the triggers, delivers what is queued within the grace period and
-completes the job; a second one exits at once. 409 on a heartbeat or a load means the server no longer counts
-this job as running: the triggers stop and the process exits with ``EXIT_FENCED``.
+completes the job; a second one exits at once.
+
+409 on a heartbeat or a load means the lease ended: the server no longer counts this job as running (an outage
+longer than the liveness threshold, a laptop that slept) and has released its triggers. The triggerer registers
+a new job and carries on: the first load of the new job is a full one, and whatever runs here that the new job
+does not hold is cancelled. With ``exit_on_lost_lease`` it exits with ``EXIT_FENCED`` instead, for process
+managers that prefer to restart it.
+
+A duty that crashes (a bug, not an API error: those are retried) stops the triggerer gracefully and makes it exit
+with ``EXIT_CRASHED``, naming the duty, so a process manager's restart-on-failure restarts it.
 """
 
 from __future__ import annotations
@@ -41,11 +49,12 @@ if TYPE_CHECKING:
     from tocsin_client._http import httpx
     from tocsin_client.triggerer.config import TriggererConfig
 
-__all__ = ["EXIT_FENCED", "EXIT_OK", "EXIT_REFUSED", "Triggerer"]
+__all__ = ["EXIT_CRASHED", "EXIT_FENCED", "EXIT_OK", "EXIT_REFUSED", "Triggerer"]
 
 EXIT_OK: Final = 0
+EXIT_CRASHED: Final = 1  # a supervisor duty crashed (heartbeat, claim cycle, log shipping, delivery)
 EXIT_REFUSED: Final = 2  # the server refused to register the job (token, scope, version)
-EXIT_FENCED: Final = 3  # the server no longer counts the job as running
+EXIT_FENCED: Final = 3  # the lease ended and ``exit_on_lost_lease`` asks to exit rather than register again
 EXIT_KILLED: Final = 130
 WORKLOAD_CHUNK: Final = 10_000  # WorkloadsBody.trigger_ids maxItems
 _log = logging.getLogger("tocsin.triggerer")
@@ -70,12 +79,14 @@ class Triggerer:
         self._client = AsyncClient(
             config.api_url, token=config.token, api_version=config.api_version, transport=transport
         )
+        # Registration needs the triggerer-scoped token; every later call uses the job's own token.
+        self._registrar = self._client.with_token(config.token)
         self._pool = RunnerPool(config, self._on_report, self._on_lost, self._on_token_request)
         self._token_tasks: set[asyncio.Task[None]] = set()
         self._outbox = Outbox(
             self._client,
             self.stats,
-            self._pool.stop_trigger,
+            self._on_conflict,
             concurrency=config.delivery_concurrency,
             retry_base_s=config.retry_base_s,
             retry_max_s=config.retry_max_s,
@@ -113,7 +124,7 @@ class Triggerer:
         self._stop.set()
 
     async def run(self, *, handle_signals: bool = True) -> int:
-        """Register, run until stopped or fenced, and return the exit code.
+        """Register, run until stopped (or the lease ends, with ``exit_on_lost_lease``), and return the exit code.
 
         With ``handle_signals`` the first SIGTERM/SIGINT stops gracefully and a second exits at once.
         """
@@ -126,38 +137,86 @@ class Triggerer:
         if self.job is None:  # stopped while the server was unreachable
             await self._client.aclose()
             return EXIT_OK
-        self._client.token = self.job.token
-        _log.info(
-            "registered job %s (capacity %s, heartbeat every %.1f s)",
-            self.job.job_id,
-            self.job.capacity,
-            self.job.heartbeat_interval_s,
-        )
+        self._adopt(self.job)
         if handle_signals:
             self._install_signals()
         await self._pool.start()
         self._start_metrics()
         self._outbox.start()
-        duties = [
-            asyncio.create_task(self._heartbeat_loop(), name="tocsin-heartbeat"),
-            asyncio.create_task(self._cycle_loop(), name="tocsin-cycle"),
-            asyncio.create_task(self._logs.run(), name="tocsin-logs"),
-        ]
-        if not self._logs.enabled:
-            await _cancel(duties.pop())
+        return await self._serve()
+
+    async def _serve(self) -> int:
+        """Run the duties until stopped, a duty crashes, or the lease ends (then register again, or exit)."""
+        logs = [asyncio.create_task(self._logs.run(), name="log shipping")] if self._logs.enabled else []
         stop = asyncio.create_task(self._stop.wait(), name="tocsin-stop")
-        done, _ = await asyncio.wait([*duties, stop], return_when=asyncio.FIRST_COMPLETED)
-        fenced = False
-        for task in done:
-            if task is stop or (error := task.exception()) is None:
-                continue
-            if isinstance(error, _FencedError):
-                fenced = True
-            else:
-                _log.critical("%s crashed; stopping", task.get_name(), exc_info=error)
-        if fenced:
-            return await self._stop_fenced(duties, stop)
-        return await self._stop_gracefully(duties, stop)
+        while True:
+            session = [
+                asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+                asyncio.create_task(self._cycle_loop(), name="claim cycle"),
+            ]
+            watched = [*session, *logs, *self._outbox.workers, stop]
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            if crashed := _crashed(done - {stop}, self._stop.is_set()):
+                for name, error in crashed:
+                    _log.critical(
+                        "the %s duty crashed: %s; stopping (exit code %d)",
+                        name,
+                        error,
+                        EXIT_CRASHED,
+                        exc_info=error,
+                    )
+                await self._stop_gracefully(session, logs, stop)
+                return EXIT_CRASHED
+            if stop in done or not any(isinstance(_error(task), _FencedError) for task in done):
+                return await self._stop_gracefully(session, logs, stop)
+            if self.config.exit_on_lost_lease:
+                return await self._stop_fenced([*session, *logs], stop)
+            for task in session:
+                await _cancel(task)
+            match await self._rejoin():
+                case JobRegistration() as job:
+                    self._adopt(job)
+                case None:  # stopped while registering again
+                    return await self._stop_gracefully(session, logs, stop)
+                case int() as code:
+                    await self._stop_fenced(logs, stop)
+                    return code
+
+    def _adopt(self, job: JobRegistration) -> None:
+        self.job = job
+        self._client.token = job.token
+        _log.info(
+            "registered job %s (capacity %s, heartbeat every %.1f s)",
+            job.job_id,
+            job.capacity,
+            job.heartbeat_interval_s,
+        )
+
+    async def _rejoin(self) -> JobRegistration | int | None:
+        """After a lost lease: forget the old job's claims and register a new job (the triggers keep running).
+
+        The new job's first load is a full one: what it holds and does not run yet starts, what runs here and it
+        does not hold is cancelled then. Returns the new registration, None when stopped meanwhile, or an exit code.
+        """
+        assert self.job is not None
+        self.stats.leases_lost += 1
+        _log.warning(
+            "job %s lost its lease (the server released its %d triggers); registering a new job",
+            self.job.job_id,
+            len(self._held),
+        )
+        self._held.clear()
+        self._pending.clear()
+        self._version = None
+        # Triggers this lease stopped on a 409 may belong to the new job: they start again if it holds them.
+        self._pool.cancel(self._pool.stopped())
+        self._outbox.lease += 1  # what is queued now belongs to the lease that ended
+        self.stats.held = 0
+        try:
+            return await self._register()
+        except TocsinError as exc:
+            _log.critical("the server refused to register this triggerer again: %s", exc)
+            return EXIT_REFUSED
 
     # -- registration and heartbeats -------------------------------------------------------------------------------
 
@@ -166,7 +225,7 @@ class Triggerer:
         attempt = 0
         while not self._stop.is_set():
             try:
-                return await self._client.register_job(body)
+                return await self._registrar.register_job(body)
             except TocsinError as exc:
                 if not exc.transient:
                     raise
@@ -327,6 +386,21 @@ class Triggerer:
             _log.warning("trigger %s: no fresh token: %s", trigger_id, exc)
         self._pool.grant(trigger_id, token)
 
+    def _on_conflict(self, trigger_id: int, stale: bool) -> None:
+        """An event or failure got 409: the trigger is not this job's.
+
+        Of this lease: cancel it, but keep it as handled so it is not started again while a load lists it. Of a
+        lease that ended (queued before a new job registered): forget it, so that if the new job holds it, it
+        starts again and fires again; its workload comes back only if the job really holds it.
+        """
+        if not stale:
+            self._pool.stop_trigger(trigger_id)
+            return
+        self._pool.cancel([trigger_id])
+        if trigger_id in self._held:
+            self._pending.add(trigger_id)
+            self._wake_cycle.set()
+
     def _on_lost(self, trigger_ids: set[int]) -> None:
         """A runner died: its triggers are started again on the next cycle, which starts now."""
         self._pending.update(trigger_ids & self._held)
@@ -354,10 +428,12 @@ class Triggerer:
         self._pool.kill()
         os._exit(EXIT_KILLED)
 
-    async def _stop_gracefully(self, duties: Iterable[asyncio.Task[Any]], stop: asyncio.Task[Any]) -> int:
+    async def _stop_gracefully(
+        self, session: list[asyncio.Task[Any]], logs: list[asyncio.Task[Any]], stop: asyncio.Task[Any]
+    ) -> int:
         assert self.job is not None
         deadline = time.monotonic() + self.config.grace_period_s
-        heartbeat, cycle, *logs = duties
+        heartbeat, cycle = session
         await _cancel(cycle)  # stop claiming first
         await self._pool.stop(timeout_s=min(5.0, max(0.5, self.config.grace_period_s / 2)))
         delivered = await self._outbox.drain(max(0.0, deadline - time.monotonic()))
@@ -366,9 +442,13 @@ class Triggerer:
         await self._outbox.close()
         for task in logs:
             await _cancel(task)
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(max(1.0, deadline - time.monotonic())):
                 await self._logs.flush()
+        except TimeoutError:
+            _log.warning("grace period over with %d log lines unshipped", len(self._logs))
+        except Exception:  # noqa: BLE001 - a broken log shipper (reported already) must not stop the completion
+            _log.exception("could not ship the last log lines")
         await _cancel(heartbeat)
         await _cancel(stop)
         try:
@@ -435,6 +515,24 @@ class Triggerer:
     def pool(self) -> RunnerPool:
         """The runner processes."""
         return self._pool
+
+
+def _error(task: asyncio.Task[Any]) -> BaseException | None:
+    return None if task.cancelled() else task.exception()
+
+
+def _crashed(done: Iterable[asyncio.Task[Any]], stopping: bool) -> list[tuple[str, BaseException]]:
+    """The duties that ended by a bug: an exception other than a lost lease, or a return while not stopping."""
+    crashed: list[tuple[str, BaseException]] = []
+    for task in done:
+        error = _error(task)
+        if isinstance(error, _FencedError):
+            continue
+        if error is None and not stopping:
+            error = RuntimeError("it returned while the triggerer was running")
+        if error is not None:
+            crashed.append((task.get_name(), error))
+    return crashed
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:
