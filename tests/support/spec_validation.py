@@ -3,6 +3,7 @@ the version that served it (openapi-core), because Litestar never validates resp
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,9 @@ class _Response:
     data: bytes | None
 
 
+@functools.cache
 def _apis(host_url: str) -> dict[str, OpenAPI]:
+    """Built once per host for the whole session: parsing and validating ~7,400 lines of spec takes seconds."""
     apis = {}
     for version in VERSIONS:
         spec = {**load_spec(version), "servers": [{"url": host_url}]}
