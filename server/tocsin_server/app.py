@@ -30,7 +30,7 @@ from tocsin_server.api import (
 from tocsin_server.auth import BearerAuthMiddleware
 from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.reads import create_reads
-from tocsin_server.db.transactions import create_sessionmaker, provide_transaction
+from tocsin_server.db.transactions import create_sessionmaker, create_write_gate, provide_transaction
 from tocsin_server.json_limits import JsonBodyGuard
 from tocsin_server.problems import EXCEPTION_HANDLERS
 from tocsin_server.services.kwargs_cipher import KwargsCipher
@@ -120,6 +120,7 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
             {
                 "reads": reads,
                 "sessionmaker": sessionmaker,
+                "write_gate": create_write_gate(sqlite=settings.is_sqlite),
                 "settings": settings,
                 "authority": authority,
                 "kwargs_cipher": KwargsCipher(settings.trigger_kwargs_keys),

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 
 from tocsin_server.errors import ConflictError
 
@@ -15,12 +14,26 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import DeclarativeBase
 
 
-async def flush_or_conflict(session: AsyncSession, message: str, *, field: str) -> None:
-    """Flush; a unique-key race lost to a concurrent request becomes a 409, not a 500."""
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise ConflictError(message, field=field) from None
+async def insert_or_conflict(
+    session: AsyncSession, model: type[DeclarativeBase], values: dict[str, Any], message: str, *, field: str
+) -> Any:
+    """Insert one row and return its primary key; a row with the same unique key (there before, or written by a
+    concurrent request) is a 409.
+
+    ``ON CONFLICT DO NOTHING``, never "flush and catch IntegrityError": a conflict is an expected answer, so no
+    statement may fail for it. On SQLite a failed statement leaves the driver's cursor unclosed (SQLAlchemy's
+    aiosqlite adapter skips the close when ``execute`` raises); the garbage collector finalizes it later, from
+    whichever thread it runs in, while another request uses that connection, and that request's transaction
+    never ends: it kept the write lock and every other writer waited 30 s for "database is locked" (issue 7).
+    """
+    table = model.__table__
+    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    keys = list(table.primary_key.columns)  # type: ignore[attr-defined]
+    statement = insert(table).values(**values).on_conflict_do_nothing().returning(*keys)  # type: ignore[arg-type]
+    row = (await session.execute(statement)).first()
+    if row is None:
+        raise ConflictError(message, field=field)
+    return row[0]
 
 
 async def upsert(session: AsyncSession, model: type[DeclarativeBase], values: dict[str, Any]) -> None:

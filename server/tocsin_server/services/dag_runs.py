@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 
 from tocsin_server.db import models as m
 from tocsin_server.db.reads import GET_DAG_RUN_STATE, Reads
-from tocsin_server.errors import ConflictError, NotFoundError
+from tocsin_server.errors import NotFoundError
 from tocsin_server.generated.models import DagRun, DagRunBody, DagRunList, DagRunState, DagRunStateName
-from tocsin_server.services._db import flush_or_conflict
+from tocsin_server.services._db import insert_or_conflict
 from tocsin_server.services._time import utcnow
 
 if TYPE_CHECKING:
@@ -32,15 +32,10 @@ async def get_dag_run_state(reads: Reads, dag_id: str, run_id: str) -> DagRunSta
 
 async def create_dag_run(session: AsyncSession, body: DagRunBody) -> DagRun:
     conflict = f"dag run {body.dag_id}/{body.run_id} already exists"
-    exists = await session.scalar(
-        select(m.DagRun.id).where(m.DagRun.dag_id == body.dag_id, m.DagRun.run_id == body.run_id)
-    )
-    if exists is not None:
-        raise ConflictError(conflict, field="run_id")
     state = DagRunStateName.running if body.state is UNSET else body.state
     row = m.DagRun(dag_id=body.dag_id, run_id=body.run_id, state=state.value, created_at=utcnow())
-    session.add(row)
-    await flush_or_conflict(session, conflict, field="run_id")
+    values = {"dag_id": row.dag_id, "run_id": row.run_id, "state": row.state, "created_at": row.created_at}
+    row.id = await insert_or_conflict(session, m.DagRun, values, conflict, field="run_id")
     return _to_model(row)
 
 

@@ -23,7 +23,7 @@ from tocsin_server.generated.models import (
     TaskInstanceStates,
     TaskInstanceStateUpdate,
 )
-from tocsin_server.services._db import flush_or_conflict
+from tocsin_server.services._db import insert_or_conflict
 from tocsin_server.services._json import raw_json
 from tocsin_server.services._time import utcnow
 from tocsin_server.services.kwargs_cipher import PLAINTEXT, KwargsCipher
@@ -88,9 +88,9 @@ async def create_task_instance(session: AsyncSession, body: TaskInstanceBody) ->
         start_from_trigger=False,
         updated_at=utcnow(),
     )
-    session.add(row)
     conflict = f"task instance {body.dag_id}/{body.run_id}/{body.task_id}[{map_index}] already exists"
-    await flush_or_conflict(session, conflict, field="task_id")
+    values = {column.key: getattr(row, column.key) for column in m.TaskInstance.__table__.columns}
+    await insert_or_conflict(session, m.TaskInstance, values, conflict, field="task_id")
     return to_model(row)
 
 
