@@ -27,6 +27,8 @@ if typing.TYPE_CHECKING:
 
 _RAW_FIELDS: Final = frozenset({"payload", "xcoms", "extra"})
 """Fields holding JSON the server stores as received and never decodes."""
+_OBJECTS_KEY: Final = "__raw_objects__"
+"""Class attribute of a twin: its raw fields that the spec types as JSON objects."""
 _AT_PATH: Final = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
@@ -46,9 +48,25 @@ def _substitute(annotation: Any, replacements: Mapping[type, type]) -> Any:
     return annotation
 
 
+def _is_object(annotation: Any) -> bool:
+    """Whether the spec types the field as an object (``dict[...]``, maybe annotated, optional or unset)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_object(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        kinds = [arg for arg in typing.get_args(annotation) if arg not in (type(None), msgspec.UnsetType)]
+        return len(kinds) == 1 and _is_object(kinds[0])
+    return origin is dict or annotation is dict
+
+
 def raw_twin(model: type[msgspec.Struct], replacements: Mapping[type, type] | None = None) -> type[msgspec.Struct]:
-    """A struct like ``model`` whose opaque JSON fields decode to ``msgspec.Raw``."""
+    """A struct like ``model`` whose opaque JSON fields decode to ``msgspec.Raw``.
+
+    A raw field the spec types as an object is still checked to be one (``check_raw_objects``), by its first
+    byte: msgspec has already parsed the raw value as JSON to find its end, so it decodes nothing more.
+    """
     fields: list[tuple[str, Any, Any] | tuple[str, Any]] = []
+    objects = frozenset(i.name for i in msgspec.structs.fields(model) if i.name in _RAW_FIELDS and _is_object(i.type))
     for info in msgspec.structs.fields(model):
         annotation = msgspec.Raw if info.name in _RAW_FIELDS else _substitute(info.type, replacements or {})
         if info.name in _RAW_FIELDS and info.default is not msgspec.NODEFAULT:
@@ -57,7 +75,40 @@ def raw_twin(model: type[msgspec.Struct], replacements: Mapping[type, type] | No
             fields.append((info.name, annotation, info.default))
         else:
             fields.append((info.name, annotation))
-    return msgspec.defstruct(model.__name__, fields, kw_only=True, forbid_unknown_fields=True)
+    return msgspec.defstruct(
+        model.__name__, fields, kw_only=True, forbid_unknown_fields=True, namespace={_OBJECTS_KEY: objects}
+    )
+
+
+def check_raw_objects(value: Any, path: str = "") -> None:
+    """Raise a validation error naming the first raw field of ``value`` (a decoded twin) that should hold a
+    JSON object and holds something else (a string, a list, a number)."""
+    if not isinstance(value, msgspec.Struct):
+        return
+    for name in getattr(type(value), _OBJECTS_KEY, ()):
+        raw = getattr(value, name)
+        if isinstance(raw, msgspec.Raw) and not bytes(raw).startswith(b"{"):
+            key = f"{path}.{name}" if path else name
+            msg = f"Expected `object`, got `{_json_kind(bytes(raw))}`"
+            raise ValidationException(f"Validation failed: {msg} - at `$.{key}`", extra=[_item(msg, key)])
+    for name in value.__struct_fields__:
+        child = getattr(value, name)
+        here = f"{path}.{name}" if path else name
+        if isinstance(child, list):
+            for index, item in enumerate(child):
+                check_raw_objects(item, f"{here}[{index}]")
+        else:
+            check_raw_objects(child, here)
+
+
+def _json_kind(raw: bytes) -> str:
+    first = raw[:1]
+    kinds = {b"[": "array", b'"': "str", b"t": "bool", b"f": "bool", b"n": "null"}
+    return kinds.get(first, "number")
+
+
+def _item(message: str, key: str) -> dict[str, str]:
+    return {"message": message, "key": key, "source": "body"}
 
 
 def _validation_error(exc: msgspec.ValidationError) -> ValidationException:
@@ -106,12 +157,14 @@ class RawBody(AbstractDTO[Any]):
 
     def decode_bytes(self, value: bytes) -> Any:
         try:
-            return msgspec.json.decode(value, type=self.decode_type)
+            decoded = msgspec.json.decode(value, type=self.decode_type)
         except msgspec.ValidationError as exc:
             raise _validation_error(exc) from None
         except msgspec.DecodeError as exc:
             msg = f"the body is malformed: {exc}"
             raise ValidationException(msg, extra=[{"message": msg, "key": "body", "source": "body"}]) from None
+        check_raw_objects(decoded)
+        return decoded
 
     def decode_builtins(self, value: dict[str, Any]) -> Any:
         msg = "a raw JSON body cannot come from a form"
