@@ -29,6 +29,7 @@ from tocsin_server.api import (
 )
 from tocsin_server.auth import BearerAuthMiddleware
 from tocsin_server.db.engine import create_write_engine
+from tocsin_server.db.health import DatabaseHealth
 from tocsin_server.db.reads import create_reads
 from tocsin_server.db.transactions import create_sessionmaker, create_write_gate, provide_transaction
 from tocsin_server.json_limits import JsonBodyGuard
@@ -94,11 +95,21 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
     authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     engine = create_write_engine(settings)
     sessionmaker = create_sessionmaker(engine)
+    health = DatabaseHealth(settings, reads)
+
+    async def database_away(exc: Exception) -> bool:
+        """A failed periodic round while the database is away is that outage's news, already logged once."""
+        return health.down is not None or await health.probe() is not None
 
     @asynccontextmanager
     async def databases(_: Litestar) -> AsyncIterator[None]:
         await reads.start()
-        duties = asyncio.create_task(periodic_loop(sessionmaker, settings)) if periodic_duties else None
+        health.start()
+        duties = (
+            asyncio.create_task(periodic_loop(sessionmaker, settings, explained=database_away))
+            if periodic_duties
+            else None
+        )
         try:
             yield
         finally:
@@ -106,6 +117,7 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
                 duties.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await duties
+            await health.stop()
             await reads.stop()
             await engine.dispose()
 
@@ -115,12 +127,14 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
         middleware=[ApiVersionMiddleware(), BearerAuthMiddleware(authority), JsonBodyGuard()],
         before_send=[echo_version, complete_allow_header],
         exception_handlers=EXCEPTION_HANDLERS,
+        after_exception=[health.after_exception],
         lifespan=[databases],
         state=State(
             {
                 "reads": reads,
                 "sessionmaker": sessionmaker,
                 "write_gate": create_write_gate(sqlite=settings.is_sqlite),
+                "database_health": health,
                 "settings": settings,
                 "authority": authority,
                 "kwargs_cipher": KwargsCipher(settings.trigger_kwargs_keys),

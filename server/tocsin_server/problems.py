@@ -13,6 +13,12 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DataError
 
+from tocsin_server.db.health import (
+    RETRY_AFTER_S,
+    DatabaseUnavailableError,
+    database_error_types,
+    unavailable_reason,
+)
 from tocsin_server.errors import (
     ConflictError,
     ForbiddenError,
@@ -158,7 +164,22 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "the server failed; the error is logged", request=request)
 
 
+def _on_database_unavailable(request: Request[Any, Any, Any], exc: DatabaseUnavailableError) -> Response[Problem]:
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    return problem(503, exc.message, request=request, kind="database-unavailable", headers=headers)
+
+
+def _on_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    """A database error: 503 when the probe after it (``DatabaseHealth.after_exception``) found the database
+    unavailable or not the migrated one, logged once per outage there; otherwise a 500 like any other bug."""
+    if (reason := unavailable_reason(request.scope)) is not None:
+        return _on_database_unavailable(request, DatabaseUnavailableError(reason))
+    return _on_unexpected(request, exc)
+
+
 EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
+    **dict.fromkeys(database_error_types(), _on_database_error),
+    DatabaseUnavailableError: _on_database_unavailable,
     ValidationException: _on_validation,
     HTTPException: _on_http,
     ServiceError: _on_service,

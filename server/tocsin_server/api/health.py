@@ -10,6 +10,7 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from tocsin_server.api._common import problems
 from tocsin_server.auth import OPEN_ROUTE
+from tocsin_server.db.health import RETRY_AFTER_S, DatabaseHealth
 from tocsin_server.generated.models import Health, Readiness, Status, Status1
 from tocsin_server.services import readiness
 
@@ -21,9 +22,10 @@ async def get_health() -> Health:
 
 @get("/ready", operation_id="getReady", tags=["health"], opt={OPEN_ROUTE: True}, responses=problems(400, 503))
 async def get_ready(request: Request[Any, Any, Any]) -> Readiness:
-    state = request.app.state
+    health: DatabaseHealth = request.app.state.database_health
     try:
-        dialect, revision = await readiness.check(state.reads, dialect=state.dialect)
+        dialect, revision = await health.ready()
     except readiness.NotReadyError as exc:
-        raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
+        retry = {"Retry-After": str(RETRY_AFTER_S)}
+        raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers=retry) from None
     return Readiness(status=Status1.ready, database=dialect, migration=revision)

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
+    from tocsin_server.db.health import DatabaseHealth
+
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
@@ -35,5 +37,7 @@ async def provide_transaction(state: State) -> AsyncGenerator[AsyncSession, None
     thrown in here and rolls the transaction back."""
     sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
     gate: AbstractAsyncContextManager[object] = state.write_gate
+    health: DatabaseHealth = state.database_health
+    health.guard()  # a deleted SQLite file: 503 before a write lands in it (or in a new empty one)
     async with gate, sessionmaker() as session, session.begin():
         yield session

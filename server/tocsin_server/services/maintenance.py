@@ -24,6 +24,8 @@ from tocsin_server.services.events import FAIL_METHOD, fail_kwargs
 from tocsin_server.services.workloads import chunks
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from tocsin_server.config import Settings
@@ -147,14 +149,21 @@ async def run_periodic_duties(sessionmaker: async_sessionmaker[AsyncSession], se
         await cleanup(session, interval_s=settings.cleanup_interval_s)
 
 
-async def periodic_loop(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
-    """Runs inside every server process; safe with any number of replicas (see ``claim_duty``)."""
+async def periodic_loop(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    *,
+    explained: Callable[[Exception], Awaitable[bool]] | None = None,
+) -> None:
+    """Runs inside every server process; safe with any number of replicas (see ``claim_duty``).
+    ``explained(exc)`` is True when a failure is already reported (the database is away: logged once)."""
     period = min(settings.timeout_check_interval_s, settings.cleanup_interval_s)
     while True:
         try:
             await run_periodic_duties(sessionmaker, settings)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - a failed round is logged and retried, never fatal to the server
-            _log.exception("a periodic duty failed; trying again next round")
+        except Exception as exc:  # noqa: BLE001 - a failed round is logged and retried, never fatal to the server
+            if explained is None or not await explained(exc):
+                _log.exception("a periodic duty failed; trying again next round")
         await asyncio.sleep(period)
