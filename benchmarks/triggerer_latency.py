@@ -137,7 +137,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "TOCSIN_DATABASE_URL": database_url, "TOCSIN_JWT_SECRET": SECRET}
     authority = TokenAuthority(SECRET, issuer="tocsin", audience="tocsin")
-    cli = [sys.executable, "-m", "tocsin_server.cli"]
+    cli = [sys.executable, "-m", "tocsin_cli"]
     logs = (folder / "server.log").open("wb"), (folder / "triggerer.log").open("wb")
     server = subprocess.Popen(
         [*cli, "api-server", "--port", str(port)], env=env, stdout=logs[0], stderr=subprocess.STDOUT

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tocsin_server.config import ConfigError
+
+class UsageError(ValueError):
+    """A flag's variable holds a value the flag would refuse; the message names the variable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +29,8 @@ class Option:
     type: Callable[[str], Any] = str
     action: str | None = None
     """``"append"`` for a repeatable flag."""
-    env_read_by_config: bool = False
-    """The variable is read by the settings loader of the command (it is only named in the help here)."""
+    env_parse: Callable[[str], Any] | None = None
+    """How the variable's text is read, when not as ``type`` (a list in one variable, say)."""
     required: bool = False
     metavar: str | None = None
 
@@ -45,31 +47,26 @@ class Option:
         return f"{self.help} ({'; '.join(notes)})" if notes else self.help
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
-        extra: dict[str, Any] = {"action": self.action} if self.action else {"type": self.type}
-        if self.action == "append":
+        extra: dict[str, Any] = {}
+        if self.action:
+            extra["action"] = self.action
+        if self.action in (None, "append"):
             extra["type"] = self.type
+            extra["metavar"] = self.metavar
         parser.add_argument(
-            self.flag,
-            dest=self.dest,
-            default=None,
-            required=self.required,
-            metavar=self.metavar,
-            help=self.help_text(),
-            **extra,
+            self.flag, dest=self.dest, default=None, required=self.required, help=self.help_text(), **extra
         )
 
     def resolve(self, given: object, env: Mapping[str, str]) -> object:
-        """The flag's value: the command line, else the variable (unless the config reads it), else the default."""
+        """The flag's value: the command line, else the variable, else the default."""
         if given is not None:
             return given
-        if self.env and not self.env_read_by_config and (raw := env.get(self.env)) is not None:
+        if self.env and (raw := env.get(self.env)) is not None:
             try:
-                return self.type(raw)
+                return (self.env_parse or self.type)(raw)
             except (ValueError, argparse.ArgumentTypeError) as exc:
                 msg = f"{self.env}={raw!r} is not valid: {exc}"
-                raise ConfigError(msg) from None
-        if self.env_read_by_config:
-            return None
+                raise UsageError(msg) from None
         if isinstance(self.default, str) and self.type is not str:
             return self.type(self.default)  # as argparse does: a default written as text is converted
         return self.default

@@ -53,6 +53,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def show(text: str) -> None:
+    """The banner on stdout; a closed terminal must not stop the standalone."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError:
+        pass
+
+
 def say(text: str) -> None:
     """One line on stderr; a closed terminal (EIO after SIGHUP) must not stop the shutdown."""
     try:

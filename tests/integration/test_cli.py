@@ -14,7 +14,7 @@ SECRET = "cli-test-secret-" + "c" * 40
 
 def tocsin(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tocsin_server.cli", *args],
+        [sys.executable, "-m", "tocsin_cli", *args],
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
@@ -68,7 +68,7 @@ def test__db_upgrade_current_downgrade(tmp_path: object) -> None:
 def _in(folder: object, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
     return subprocess.run(
-        [sys.executable, "-m", "tocsin_server.cli", *args],
+        [sys.executable, "-m", "tocsin_cli", *args],
         cwd=str(folder),
         env={**clean, **(env or {})},
         capture_output=True,

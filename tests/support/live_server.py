@@ -58,7 +58,7 @@ def live_server(
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tocsin_server.cli", "api-server", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "tocsin_cli", "api-server", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,

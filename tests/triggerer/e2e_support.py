@@ -85,7 +85,7 @@ def start_triggerer(tmp_path: Path, authority: TokenAuthority) -> Iterator[Calla
     def start(url: str, *flags: str, **extra_env: str) -> Triggerer:
         log = tmp_path / f"triggerer-{len(started)}.log"
         env = {**os.environ, "TOCSIN_TOKEN": authority.issue("e2e", ["triggerer"], 3600), **extra_env}
-        command = [sys.executable, "-m", "tocsin_server.cli", "triggerer", "--api-url", url, "--grace-period", "10"]
+        command = [sys.executable, "-m", "tocsin_cli", "triggerer", "--api-url", url, "--grace-period", "10"]
         with log.open("wb") as sink:
             process = subprocess.Popen([*command, *flags], env=env, cwd=REPO, stdout=sink, stderr=subprocess.STDOUT)
         started.append(Triggerer(process, log))

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from tocsin_server import cli
+import tocsin_cli as cli
 
 
 def test__triggerer__without_a_token__exits_2_naming_the_setting(
@@ -31,13 +31,31 @@ def test__triggerer__bad_flags_and_env__are_all_named(
 
 def test__triggerer__help_lists_the_flags() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tocsin_server.cli", "triggerer", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "tocsin_cli", "triggerer", "--help"], capture_output=True, text=True, check=True
     )
     for flag in ("--api-url", "--token", "--capacity", "--runners", "--metrics-port", "--grace-period"):
         assert flag in result.stdout
 
 
-def test__cli_module__imports_the_triggerer_only_when_asked() -> None:
-    code = "import sys, tocsin_server.cli; print(any(m.startswith('tocsin_client.triggerer') for m in sys.modules))"
+@pytest.mark.parametrize("side", ["tocsin_client", "tocsin_server", "httpx", "litestar", "sqlalchemy"])
+def test__the_command_root__imports_neither_side_until_a_command_runs(side: str) -> None:
+    code = f"import sys, tocsin_cli; tocsin_cli.build_parser(); print(any(m.split('.')[0] == {side!r} for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test__triggerer_flag_defaults__are_the_triggerer_configs() -> None:
+    import dataclasses
+
+    from tocsin_client.triggerer import TriggererConfig
+
+    fields = {field.name: field.default for field in dataclasses.fields(TriggererConfig)}
+    names = {
+        "--capacity": "capacity",
+        "--runners": "runners",
+        "--grace-period": "grace_period_s",
+        "--exit-on-lost-lease": "exit_on_lost_lease",
+    }
+    for option in cli.TRIGGERER_OPTIONS:
+        if option.flag in names:
+            assert option.default == fields[names[option.flag]], option.flag

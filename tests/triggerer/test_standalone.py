@@ -23,7 +23,7 @@ from tests.support.processes import children_of, wait_for_count, wait_for_output
 
 pytestmark = pytest.mark.slow
 
-TOCSIN = [sys.executable, "-m", "tocsin_server.cli"]
+TOCSIN = [sys.executable, "-m", "tocsin_cli"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -56,7 +56,12 @@ def start(folder: Path, *, env: dict[str, str] | None = None, port: int | None =
             stderr=subprocess.STDOUT,
         )
     standalone = Standalone(process, log, port, folder)
-    wait_for_output(log, "registered job", process, 60)
+    try:
+        wait_for_output(log, "registered job", process, 60)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
     return standalone
 
 

@@ -11,11 +11,16 @@ from typing import Any
 
 import pytest
 from tocsin_client.triggerer import TriggererConfig
-from tocsin_server.cli import build_parser
+from tocsin_cli import build_parser
 from tocsin_server.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = [ROOT / "server" / "tocsin_server", ROOT / "client" / "tocsin_client"]
+SOURCES = [
+    ROOT / "cli" / "tocsin_cli",
+    ROOT / "server" / "tocsin_server",
+    ROOT / "client" / "tocsin_client",
+    ROOT / "wire" / "tocsin_wire",
+]
 _LITERAL = re.compile(r"\bTOCSIN_[A-Z0-9_]*[A-Z0-9]\b")
 _COMPOSED = re.compile(r"_(?:read|number)\(env, \"(?P<name>[A-Z0-9_]+)\"")
 SETTINGS_COMMANDS = {"api-server", "standalone", "triggerer"}
@@ -101,7 +106,7 @@ def test__every_flag_has_help_a_default_and_its_variable(command: str, parser: a
 
 
 def test__a_flags_variable_sets_it_and_the_flag_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tocsin_server.cli_options import resolve_options
+    from tocsin_cli.options import resolve_options
 
     parser = build_parser()
     monkeypatch.setenv("TOCSIN_PORT", "9999")

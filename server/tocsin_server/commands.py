@@ -1,0 +1,185 @@
+"""The server side's commands (``api-server``, ``standalone``, ``db``, ``token create``, ``key create``), called by the
+``tocsin`` command with the values of their flags.
+
+Each answers a configuration mistake with one line naming the variable and exit code 2. Imports stay inside the
+functions: ``tocsin db current`` loads no web framework, ``tocsin token create`` no database driver.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, ParamSpec
+
+from tocsin_server.config import ConfigError
+
+if TYPE_CHECKING:
+    from tocsin_server.config import Settings
+
+__all__ = ["api_server", "db", "key_create", "standalone", "token_create"]
+
+_P = ParamSpec("_P")
+SELF_MODULE = "tocsin_cli"
+"""The module that runs the ``tocsin`` command: the standalone starts its children through it."""
+_WEEK_S = 7 * 86400
+
+
+def _reports_config_errors(command: str) -> Callable[[Callable[_P, int]], Callable[_P, int]]:
+    def decorate(function: Callable[_P, int]) -> Callable[_P, int]:
+        @functools.wraps(function)
+        def run(*args: _P.args, **kwargs: _P.kwargs) -> int:
+            try:
+                return function(*args, **kwargs)
+            except ConfigError as exc:
+                sys.stderr.write(f"tocsin {command}: configuration error: {exc}\n")
+                return 2
+
+        return run
+
+    return decorate
+
+
+def _issue(settings: Settings, scopes: list[str], ttl_s: int, subject: str) -> str:
+    from tocsin_server.tokens import TokenAuthority  # noqa: PLC0415
+
+    authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    return authority.issue(subject, scopes, ttl_s)
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    import uvicorn  # noqa: PLC0415
+
+    os.environ["TOCSIN_DATABASE_URL"] = settings.database_url
+    os.environ["TOCSIN_JWT_SECRET"] = settings.jwt_secret
+    uvicorn.run(
+        "tocsin_server.asgi:create_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="tocsin_server.http_limits:LimitedHttpToolsProtocol",  # httptools with the documented URL/header limits
+        access_log=False,
+        log_level="warning",
+    )
+
+
+@_reports_config_errors("api-server")
+def api_server(*, host: str, port: int, workers: int) -> int:
+    from tocsin_server.config import load_settings  # noqa: PLC0415
+
+    settings = load_settings()
+    _serve(settings, host, port, workers)
+    return 0
+
+
+def _self_command() -> str:
+    """How to run ``tocsin`` again from here, as the user started it: ``tocsin`` when that is on PATH and is this
+    program, else the path they typed (``.venv/bin/tocsin``), else this interpreter with ``-m``."""
+    import shlex  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    program = Path(sys.argv[0])
+    if program.name == "tocsin":
+        on_path = shutil.which("tocsin")
+        if on_path and Path(on_path).resolve() == program.resolve():
+            return "tocsin"
+        if program.is_absolute() and program.resolve().is_relative_to(Path.cwd().resolve()):
+            program = program.resolve().relative_to(Path.cwd().resolve())
+        return shlex.quote(str(program) if "/" in str(program) else f"./{program}")
+    return f"{shlex.quote(sys.executable)} -m {SELF_MODULE}"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner may read (0600), whatever was there before."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+
+
+@_reports_config_errors("standalone")
+def standalone(*, host: str, port: int, capacity: int, token_file: Path, default_api_url: str) -> int:
+    """The API server on SQLite (migrated) and one triggerer, as two supervised child processes stopped in order."""
+    from tocsin_server import standalone as supervision  # noqa: PLC0415
+    from tocsin_server.config import (  # noqa: PLC0415
+        STANDALONE_SECRET_FILE,
+        ensure_secret_file,
+        load_settings,
+        resolve_secret,
+    )
+    from tocsin_server.db import migrate  # noqa: PLC0415
+
+    stop = supervision.StopRequest()
+    stop.install()  # from here on, no signal can leave a child behind
+    if not supervision.port_free(host, port):
+        supervision.say(f"{host}:{port} is in use by another program; pick another port with --port")
+        return 1
+    secret, _ = resolve_secret(os.environ)
+    secret = secret or ensure_secret_file(Path(STANDALONE_SECRET_FILE))
+    settings = load_settings({**os.environ, "TOCSIN_JWT_SECRET": secret})
+    migrate.upgrade(settings.database_url)
+    url = f"http://{host}:{port}"
+    env = {**os.environ, "TOCSIN_DATABASE_URL": settings.database_url, "TOCSIN_JWT_SECRET": secret}
+    command = [sys.executable, "-m", SELF_MODULE]
+    server = supervision.Child(
+        "the API server", [*command, "api-server", "--host", host, "--port", str(port)], lambda: env
+    )
+
+    def triggerer_env() -> dict[str, str]:  # a fresh token at every start, so a restart never carries an old one
+        token = _issue(settings, ["triggerer"], _WEEK_S, "standalone-triggerer")
+        return {**env, "TOCSIN_API_URL": url, "TOCSIN_TOKEN": token}
+
+    triggerer = supervision.Child("the triggerer", [*command, "triggerer", "--capacity", str(capacity)], triggerer_env)
+    server.start()
+    if not supervision.wait_ready(url, server, stop):
+        if not stop.count:
+            supervision.say(f"the API server did not start at {url}")
+        server.stop(stop, supervision.SERVER_GRACE_S)
+        return 0 if stop.count else 1
+    triggerer.start()
+    admin_token = _issue(settings, ["admin", "worker"], _WEEK_S, "standalone")
+    _write_private(token_file, admin_token + "\n")
+    tocsin = _self_command()
+    api_url = "" if url == default_api_url else f" --api-url {url}"
+    supervision.show(
+        f"tocsin standalone\n  API:       {url}\n  docs:      {url}/docs\n  database:  {settings.database_url}\n"
+        f"  triggerer: pid {triggerer.pid}, capacity {capacity}\n"
+        f"  try it:    {tocsin} demo --tasks 100{api_url}\n"
+        f"  a token:   {tocsin} token create --scope admin --scope worker   (in this folder)\n"
+        f"  admin token (7 days, also in ./{token_file}):\n{admin_token}\n",
+    )
+    return supervision.supervise(server, triggerer, stop)
+
+
+@_reports_config_errors("db")
+def db(*, action: str, revision: str | None) -> int:
+    from tocsin_server.config import load_settings  # noqa: PLC0415
+    from tocsin_server.db import migrate  # noqa: PLC0415
+
+    url = load_settings(require_secret=False).database_url
+    if action == "upgrade":
+        migrate.upgrade(url, revision or "head")
+    elif action == "downgrade":
+        migrate.downgrade(url, revision or "-1")
+    sys.stdout.write(f"{migrate.current(url) or 'base (empty)'}\n")
+    return 0
+
+
+@_reports_config_errors("token create")
+def token_create(*, scopes: list[str], ttl_s: int, subject: str) -> int:
+    from tocsin_server.config import load_settings  # noqa: PLC0415
+
+    settings = load_settings()
+    sys.stdout.write(_issue(settings, scopes, ttl_s, subject) + "\n")
+    return 0
+
+
+def key_create() -> int:
+    from cryptography.fernet import Fernet  # noqa: PLC0415
+
+    sys.stdout.write(Fernet.generate_key().decode() + "\n")
+    return 0
