@@ -96,6 +96,23 @@ class Logging(_Simple):
         yield TriggerEvent("logged")
 
 
+class LongLines(_Simple):
+    """Logs a short line, a line of ``size`` characters, another short line, then fires."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        log.info("before the long line")
+        log.info("%s", self.kwargs.get("char", "x") * self.kwargs["size"])
+        log.info("after the long line")
+        yield TriggerEvent("logged")
+
+
+class LoggedRaise(_Simple):
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        await asyncio.sleep(0)
+        raise LookupError("the thing is not there")
+        yield TriggerEvent(None)  # pragma: no cover
+
+
 class Terminal(_Simple):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         yield TaskSuccessEvent()

@@ -166,7 +166,7 @@ class TriggerHost:
             _log.error("trigger %s failed: %s", trigger_id, exc)
             self._sink.failure(FailureOut(trigger_id, str(exc)[:_MAX_ERROR], []))
         except Exception as exc:  # noqa: BLE001 - any error of a trigger is its failure alone
-            _log.exception("trigger %s raised", trigger_id)
+            _log.exception("trigger %s raised %s", trigger_id, _error_text(exc))
             self._sink.failure(FailureOut(trigger_id, _error_text(exc), _traceback_lines(exc)))
         finally:
             if trigger is not None:

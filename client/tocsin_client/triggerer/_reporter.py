@@ -6,13 +6,39 @@ import asyncio
 import logging
 from typing import Final
 
+import msgspec
+
 from tocsin_client.triggerer._frames import EventOut, FailureOut, LogLine, Report, encode
 from tocsin_client.triggerer._host import CURRENT_TRIGGER
 
 __all__ = ["Reporter", "TriggerLogHandler"]
 
 MAX_PENDING_LOGS: Final = 5_000
-MAX_MESSAGE: Final = 8_000  # one huge line must not become one huge frame
+MAX_PENDING_CHARS: Final = 8_000_000  # past this much text the pending lines leave at once, in their own frame
+# The triggerer sends lines whole: the API server is the one place that applies the line limit
+# (TOCSIN_MAX_LOG_LINE_BYTES). It cuts only what no request could carry: past the contract's maxLength
+# (1,000,000 characters), or past MAX_LINE_JSON_BYTES once JSON-encoded, so that one line always fits the
+# server's default 1 MiB body limit (``_logship`` sizes the batches).
+MAX_LINE_CHARS: Final = 1_000_000
+MAX_LINE_JSON_BYTES: Final = 900_000
+_FORMATTER: Final = logging.Formatter()
+_json: Final = msgspec.json.Encoder()
+
+
+def fit_line(message: str) -> str:
+    """``message`` as it can travel: whole, unless even one request could not carry it (then cut, marked)."""
+    if len(message) <= MAX_LINE_JSON_BYTES // 6:  # no JSON escape takes more than 6 bytes a character
+        return message
+    size = len(_json.encode(message))
+    if len(message) <= MAX_LINE_CHARS and size <= MAX_LINE_JSON_BYTES:
+        return message
+    total = len(message.encode(errors="replace"))
+    marker = f" ...[cut by the triggerer: the line had {total} bytes, more than one request carries]"
+    room = MAX_LINE_JSON_BYTES - 2 * len(marker)
+    kept = message[: min(len(message), MAX_LINE_CHARS - len(marker))]
+    while (size := len(_json.encode(kept))) > room:
+        kept = kept[: int(len(kept) * room / size * 0.98)]
+    return kept + marker
 
 
 class Reporter:
@@ -23,6 +49,7 @@ class Reporter:
         self._report = Report(events=[], failures=[], finished=[], logs=[])
         self._scheduled = False
         self._logs_dropped = 0
+        self._pending_chars = 0
 
     def event(self, event: EventOut) -> None:
         """A trigger fired."""
@@ -46,7 +73,11 @@ class Reporter:
             del logs[0]
             self._logs_dropped += 1
         logs.append(line)
-        self._schedule()
+        self._pending_chars += len(line.message)
+        if self._pending_chars > MAX_PENDING_CHARS:  # one loop turn of huge lines must not become one huge frame
+            self.flush()
+        else:
+            self._schedule()
 
     def _schedule(self) -> None:
         if not self._scheduled:
@@ -60,6 +91,7 @@ class Reporter:
         if not (report.events or report.failures or report.finished or report.logs or self._logs_dropped):
             return
         report.logs_dropped, self._logs_dropped = self._logs_dropped, 0
+        self._pending_chars = 0
         self._report = Report(events=[], failures=[], finished=[], logs=[])
         if not self._writer.is_closing():
             self._writer.write(encode(report))
@@ -79,7 +111,8 @@ class TriggerLogHandler(logging.Handler):
         try:
             message = record.getMessage()
             if record.exc_info and record.exc_info[1] is not None:
-                message = f"{message}\n{self.formatter.formatException(record.exc_info) if self.formatter else ''}"
+                # The exception and its traceback belong to the trigger's log as much as the message does.
+                message = f"{message}\n{(self.formatter or _FORMATTER).formatException(record.exc_info)}"
             self._reporter.log(
                 LogLine(
                     current.trigger_id,
@@ -88,7 +121,7 @@ class TriggerLogHandler(logging.Handler):
                     record.created,
                     record.levelname,
                     record.name,
-                    message[:MAX_MESSAGE],
+                    fit_line(message),
                 )
             )
         except RuntimeError:  # logged from a thread without a running loop: stays in the local log only

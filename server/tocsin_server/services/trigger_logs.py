@@ -18,10 +18,16 @@ if TYPE_CHECKING:
 
 
 def _cut(text: str, limit: int) -> tuple[str, bool]:
+    """``text`` within ``limit`` UTF-8 bytes: a longer line keeps its start and ends with a marker saying so.
+
+    This is the one place the line limit (``TOCSIN_MAX_LOG_LINE_BYTES``) applies; triggerers send lines whole.
+    """
     encoded = text.encode()
     if len(encoded) <= limit:
         return text, False
-    return encoded[:limit].decode(errors="ignore"), True
+    marker = f" ...[cut at TOCSIN_MAX_LOG_LINE_BYTES={limit}: the line had {len(encoded)} bytes]"
+    room = max(0, limit - len(marker.encode()))
+    return encoded[:room].decode(errors="ignore") + marker, True
 
 
 async def ship(
