@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from tocsin_server.tokens import TokenAuthority  # noqa: E402
 
-from tests.support.databases import postgres_database  # noqa: E402
-from tests.support.live_server import live_server  # noqa: E402
+from harness.databases import postgres_database  # noqa: E402
+from harness.live_server import live_server  # noqa: E402
 
 SECRET = "benchmark-secret-" + "b" * 40
 

@@ -16,7 +16,7 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
-    path = os.pathsep.join(str(tree / folder) for folder in HOUSES)
+    path = os.pathsep.join([str(tree), *(str(tree / folder) for folder in HOUSES)])
     return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache"],
         cwd=tree,
@@ -33,6 +33,8 @@ def copy_of_the_tree(destination: Path) -> Path:
         shutil.copytree(
             ROOT / folder / package, destination / folder / package, ignore=shutil.ignore_patterns("__pycache__")
         )
+    for package in ("harness", "benchmarks", "tests"):
+        shutil.copytree(ROOT / package, destination / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(ROOT / "pyproject.toml", destination / "pyproject.toml")
     return destination
 
@@ -64,6 +66,7 @@ def test__the_contracts_hold_on_this_tree() -> None:
             "Inside the server: api -> services -> db",
         ),
         ("client/tocsin_client/commands.py", "import tocsin_cli.options", "Neither side imports the command"),
+        ("benchmarks/events_bulk.py", "import tests.conftest", "Benchmarks never import the tests"),
     ],
     ids=[
         "leaf-imports-server",
@@ -72,6 +75,7 @@ def test__the_contracts_hold_on_this_tree() -> None:
         "service-imports-litestar",
         "db-imports-api",
         "side-imports-root",
+        "benchmark-imports-tests",
     ],
 )
 def test__a_wrong_way_import__breaks_its_contract(tmp_path: Path, module: str, wrong_way: str, contract: str) -> None:
