@@ -76,15 +76,8 @@ class Settings:
             if (problem := validate_keys(self.trigger_kwargs_keys)) is not None:
                 msg = f"TOCSIN_TRIGGER_KWARGS_KEYS: {problem}; make one with: tocsin key create"
                 raise ConfigError(msg)
-        if not (self.is_sqlite or self.is_postgres):
-            msg = (
-                f"TOCSIN_DATABASE_URL={self.database_url!r}: use sqlite+aiosqlite:///PATH "
-                "or postgresql+asyncpg://USER@HOST/DB"
-            )
-            raise ConfigError(msg)
-        if self.is_postgres and not self.database_url.startswith("postgresql+asyncpg://"):
-            msg = "TOCSIN_DATABASE_URL: PostgreSQL needs the asyncpg driver (postgresql+asyncpg://…)"
-            raise ConfigError(msg)
+        if (problem := _database_url_problem(self.database_url)) is not None:
+            raise ConfigError(f"TOCSIN_DATABASE_URL: {problem}")
         if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
             msg = (
                 f"TOCSIN_JWT_SECRET (or TOCSIN_JWT_SECRET_FILE) must hold at least {MIN_SECRET_BYTES} bytes; "
@@ -116,6 +109,34 @@ class Settings:
 
 
 _DEFAULTS = Settings()
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def _database_url_problem(raw: str) -> str | None:
+    """What is wrong with a database URL as written (its driver, its form); None when tocsin can use it.
+
+    Parsed by SQLAlchemy (imported here only: this module stays cheap to import for the triggerer).
+    """
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+    usable = "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        return f"{raw!r} is not a database URL: {usable}"
+    shown = url.render_as_string(hide_password=True)
+    backend, _, driver = url.drivername.partition("+")
+    wanted = _ASYNC_DRIVERS.get(backend)
+    if wanted is None:
+        return f"{shown!r} is a {backend} URL, a database tocsin does not support: {usable}"
+    if url.drivername != wanted:
+        fixed = url.set(drivername=wanted).render_as_string(hide_password=True)
+        named = f"the {driver} driver" if driver else "no driver (so a synchronous one)"
+        return f"{shown!r} names {named}; tocsin needs {wanted.partition('+')[2]}: use {fixed}"
+    if backend == "sqlite" and not url.database:
+        return f"{shown!r} names no SQLite file: use sqlite+aiosqlite:///PATH (e.g. sqlite+aiosqlite:///./tocsin.db)"
+    return None
 
 
 def _read(env: Mapping[str, str], name: str, default: str) -> str:

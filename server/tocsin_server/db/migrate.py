@@ -12,6 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tocsin_server.db.preflight import check_database
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -48,10 +50,12 @@ def _in_thread(fn: object) -> None:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
+    check_database(database_url)  # a database mistake is one line (ConfigError), not Alembic's traceback
     _in_thread(lambda: command.upgrade(alembic_config(database_url), revision))
 
 
 def downgrade(database_url: str, revision: str = "-1") -> None:
+    check_database(database_url)
     _in_thread(lambda: command.downgrade(alembic_config(database_url), revision))
 
 
@@ -69,4 +73,5 @@ async def current_revision(database_url: str) -> str | None:
 
 
 def current(database_url: str) -> str | None:
+    check_database(database_url)
     return asyncio.run(current_revision(database_url))
