@@ -136,6 +136,15 @@ class Exit(_Simple):
         yield TriggerEvent("survived a runner restart")
 
 
+class KillsRunner(_Simple):
+    """Kills its runner process every time it starts."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        await asyncio.sleep(self.kwargs.get("delay", 0.0))
+        os._exit(23)
+        yield TriggerEvent(None)  # pragma: no cover
+
+
 class NotATrigger:
     pass
 

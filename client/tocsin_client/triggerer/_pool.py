@@ -1,8 +1,10 @@
 """The supervisor's side of its runner processes: spawn, dispatch, read reports, judge liveness, stop.
 
 Each runner is ``python -m tocsin_client.triggerer.runner`` with one end of a socket pair; frames are
-``_frames`` messages. A runner that exits unexpectedly is restarted and the supervisor is told which triggers it
-held, so they are fetched and started again.
+``_frames`` messages. A runner that exits unexpectedly is restarted after a backoff that grows while it keeps
+dying, and the supervisor is told which triggers it held, so they are fetched and started again. ``CrashGuard``
+blames a crash on the trigger(s) that were starting: suspects start again apart from the others, and one that
+killed its runner ``QUARANTINE_AFTER`` times is quarantined (``on_quarantine``) instead of started again.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
+from tocsin_client.triggerer._backoff import backoff_delay
+from tocsin_client.triggerer._crashes import CrashGuard
 from tocsin_client.triggerer._frames import (
     Bye,
     Cancel,
@@ -42,7 +46,9 @@ __all__ = ["RunnerPool"]
 
 _log = logging.getLogger("tocsin.triggerer")
 START_BATCH: Final = 500
-RESTART_DELAY_S: Final = 1.0
+RESTART_BASE_S: Final = 0.5  # first restart delay of a runner that died; doubles while it keeps dying
+RESTART_MAX_S: Final = 30.0
+STABLE_S: Final = 30.0  # a runner up this long before it died starts its backoff afresh
 
 
 class _Runner:
@@ -59,6 +65,8 @@ class _Runner:
         self.ready = asyncio.Event()
         self.bye = asyncio.Event()
         self.stopping = False
+        self.spawned_at = time.monotonic()
+        self.crashes = 0  # in a row, for the restart backoff
 
     def send(self, frame: bytes) -> None:
         if self.writer is not None and not self.writer.is_closing():
@@ -73,6 +81,8 @@ class RunnerPool:
         on_report: Called with each ``Report`` a runner sends.
         on_lost: Called with the trigger ids a runner held when it died unexpectedly.
         on_token_request: Called with a trigger id whose task-instance token expired; answer with ``grant``.
+        on_quarantine: Called with a trigger id that killed its runner too often, the crash count and the last
+            exit code; the pool never starts it again (until it is cancelled).
     """
 
     def __init__(
@@ -81,13 +91,21 @@ class RunnerPool:
         on_report: Callable[[Report], None],
         on_lost: Callable[[set[int]], None],
         on_token_request: Callable[[int], None] | None = None,
+        on_quarantine: Callable[[int, int, int | None], None] | None = None,
+        *,
+        guard: CrashGuard | None = None,
     ) -> None:
         self._config = config
         self._on_report = on_report
         self._on_lost = on_lost
         self._on_token_request = on_token_request
+        self._on_quarantine = on_quarantine
+        self._guard = guard or CrashGuard()
         self._runners = [_Runner(index) for index in range(config.runners)]
         self._owner: dict[int, _Runner] = {}
+        self._parked: dict[int, RunTrigger] = {}  # suspects of a crash, waiting for their turn to start
+        self._quarantined: set[int] = set()
+        self._last_tidy = time.monotonic()
         self._stopped: set[int] = set()  # cancelled on a 409 and kept as handled
         self._closing = False
 
@@ -128,7 +146,7 @@ class RunnerPool:
         reader, runner.writer = await asyncio.open_connection(sock=ours, limit=2**20)
         runner.ready.clear()
         runner.bye.clear()
-        runner.last_tick = time.monotonic()
+        runner.last_tick = runner.spawned_at = time.monotonic()
         runner.reader_task = asyncio.create_task(self._read(runner, reader), name=f"tocsin-runner-{runner.index}")
 
     async def stop(self, timeout_s: float) -> None:
@@ -168,12 +186,44 @@ class RunnerPool:
     # -- dispatch --------------------------------------------------------------------------------------------------
 
     def assign(self, workloads: Iterable[RunTrigger]) -> int:
-        """Start each workload on the runner holding the fewest triggers; returns how many were sent."""
+        """Start each workload on the runner holding the fewest triggers; returns how many were sent.
+
+        A suspect of a runner crash is parked instead, and starts when ``CrashGuard`` gives its group the turn.
+        """
+        admitted = []
+        for workload in workloads:
+            trigger_id = workload.trigger_id
+            if trigger_id in self._owner or trigger_id in self._quarantined:
+                continue
+            if self._guard.admit(trigger_id):
+                admitted.append(workload)
+            else:
+                self._parked[trigger_id] = workload
+        sent = self._send(admitted)
+        self._release()
+        return sent
+
+    def _release(self) -> None:
+        """Start the next group of parked suspects when its turn came."""
+        now = time.monotonic()
+        if now - self._last_tidy > self._guard.probation_s:
+            self._last_tidy = now
+            self._guard.tidy(now)
+        if not self._parked or self._closing:
+            return
+        group = self._guard.release(now)
+        if workloads := [self._parked.pop(trigger_id) for trigger_id in group if trigger_id in self._parked]:
+            _log.warning("starting %d trigger(s) suspected of crashing a runner apart: %s", len(workloads), group)
+            self._send(workloads)
+
+    def _send(self, workloads: Iterable[RunTrigger]) -> int:
         batches: dict[int, list[RunTrigger]] = {}
         sent = 0
+        now = time.monotonic()
         for workload in workloads:
             if workload.trigger_id in self._owner:
                 continue
+            self._guard.started(workload.trigger_id, now)
             runner = min(self._runners, key=lambda candidate: len(candidate.trigger_ids))
             runner.trigger_ids.add(workload.trigger_id)
             self._owner[workload.trigger_id] = runner
@@ -189,6 +239,9 @@ class RunnerPool:
         by_runner: dict[int, list[int]] = {}
         for trigger_id in trigger_ids:
             self._stopped.discard(trigger_id)
+            self._parked.pop(trigger_id, None)
+            self._quarantined.discard(trigger_id)
+            self._guard.forget(trigger_id)
             runner = self._owner.pop(trigger_id, None)
             if runner is not None:
                 runner.trigger_ids.discard(trigger_id)
@@ -214,11 +267,16 @@ class RunnerPool:
             runner.send(encode(TokenGrant(trigger_id=trigger_id, token=token)))
 
     def __contains__(self, trigger_id: object) -> bool:
-        return trigger_id in self._owner
+        return trigger_id in self._owner or trigger_id in self._parked or trigger_id in self._quarantined
 
     def dispatched(self) -> set[int]:
-        """The ids handed to runners (running, or finished but still held)."""
-        return set(self._owner)
+        """The ids handed to the pool (running, finished but still held, parked or quarantined)."""
+        return set(self._owner) | set(self._parked) | self._quarantined
+
+    @property
+    def quarantined(self) -> frozenset[int]:
+        """Triggers that killed their runner too often: never started again while held."""
+        return frozenset(self._quarantined)
 
     # -- health ----------------------------------------------------------------------------------------------------
 
@@ -254,6 +312,7 @@ class RunnerPool:
                     self._on_report(frame)
                 elif isinstance(frame, Tick):
                     runner.running, runner.lag_s, runner.blocked_total = frame.running, frame.lag_s, frame.blocked_total
+                    self._release()  # a live runner: the suspects on trial may have passed their probation
                 elif isinstance(frame, TokenRequest):
                     if self._on_token_request is None:
                         runner.send(encode(TokenGrant(trigger_id=frame.trigger_id, token=None)))
@@ -276,13 +335,30 @@ class RunnerPool:
 
     async def _restart(self, runner: _Runner) -> None:
         code = await runner.process.wait() if runner.process is not None else None
+        now = time.monotonic()
+        runner.crashes = 1 if now - runner.spawned_at >= STABLE_S else runner.crashes + 1
+        verdict = self._guard.crashed(runner.trigger_ids, now)
+        delay = backoff_delay(runner.crashes, base_s=RESTART_BASE_S, max_s=RESTART_MAX_S)
+        blame = f"; it was starting {sorted(verdict.suspects)}" if verdict.suspects else ""
         _log.error(
-            "runner %s exited unexpectedly (code %s) holding %d triggers; restarting",
+            "runner %s exited unexpectedly (code %s) holding %d triggers%s; restarting in %.1f s (crash %d in a row)",
             runner.index,
             code,
             len(runner.trigger_ids),
+            blame,
+            delay,
+            runner.crashes,
         )
-        await asyncio.sleep(RESTART_DELAY_S)
+        for trigger_id, crashes in verdict.quarantined.items():
+            _log.error(
+                "trigger %s killed its runner process %d times as it started: quarantined, not started again",
+                trigger_id,
+                crashes,
+            )
+            self._quarantined.add(trigger_id)
+            if self._on_quarantine is not None:
+                self._on_quarantine(trigger_id, crashes, code)
+        await asyncio.sleep(delay)
         if self._closing:
             return
         await self._spawn(runner)
@@ -292,4 +368,4 @@ class RunnerPool:
             self._owner.pop(trigger_id, None)
         runner.trigger_ids.clear()
         runner.running = 0
-        self._on_lost(lost)
+        self._on_lost(lost - self._quarantined)

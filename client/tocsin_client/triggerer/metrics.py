@@ -46,6 +46,12 @@ class TriggererCollector(Collector):
             f"{_P}delivery_rejected", "Events or failures the server refused for good.", value=stats.delivery_rejected
         )
         yield CounterMetricFamily(f"{_P}conflicts", "409s: triggers another job holds now.", value=stats.conflicts)
+        yield CounterMetricFamily(
+            f"{_P}quarantined", "Triggers that killed their runner too often.", value=stats.quarantined
+        )
+        yield CounterMetricFamily(
+            f"{_P}leases_lost", "Leases that ended (a new job registered).", value=stats.leases_lost
+        )
         errors = CounterMetricFamily(f"{_P}api_errors", "Failed API calls.", labels=["operation"])
         for operation, count in sorted(stats.api_errors.items()):
             errors.add_metric([operation], count)

@@ -39,7 +39,7 @@ from tocsin_client.errors import ConflictError, TocsinError
 from tocsin_client.generated import models
 from tocsin_client.generated.models import JobRegistration, JobRegistrationBody, TriggerLoadBody, WorkloadsBody
 from tocsin_client.triggerer._backoff import backoff_delay
-from tocsin_client.triggerer._frames import LogLine, Report
+from tocsin_client.triggerer._frames import FailureOut, LogLine, Report
 from tocsin_client.triggerer._logship import LogShipper
 from tocsin_client.triggerer._outbox import Outbox
 from tocsin_client.triggerer._pool import RunnerPool
@@ -81,7 +81,7 @@ class Triggerer:
         )
         # Registration needs the triggerer-scoped token; every later call uses the job's own token.
         self._registrar = self._client.with_token(config.token)
-        self._pool = RunnerPool(config, self._on_report, self._on_lost, self._on_token_request)
+        self._pool = RunnerPool(config, self._on_report, self._on_lost, self._on_token_request, self._on_quarantine)
         self._token_tasks: set[asyncio.Task[None]] = set()
         self._outbox = Outbox(
             self._client,
@@ -400,6 +400,16 @@ class Triggerer:
         if trigger_id in self._held:
             self._pending.add(trigger_id)
             self._wake_cycle.set()
+
+    def _on_quarantine(self, trigger_id: int, crashes: int, code: int | None) -> None:
+        """A trigger killed its runner on every start: fail its task with the reason instead of looping."""
+        self.stats.quarantined += 1
+        self.stats.trigger_failures += 1
+        error = (
+            f"quarantined: trigger {trigger_id} killed its triggerer's runner process {crashes} times as it started "
+            f"(last exit code {code}); it is not started again"
+        )
+        self._outbox.put_failure(FailureOut(trigger_id, error, []))
 
     def _on_lost(self, trigger_ids: set[int]) -> None:
         """A runner died: its triggers are started again on the next cycle, which starts now."""
