@@ -8,6 +8,10 @@ as small declarations, and one middleware applies them to older requests and res
 - ``RequestFieldAdded``: a request body field that older versions did not have; an older request that sends
   it gets 422 (it was an unknown field then), and one that does not is upgraded with the default, if any.
 - ``ResponseFieldAdded``: a response field that older versions did not have; it is removed from their answers.
+- ``ResponseFieldRemoved``: a response field that this version dropped (a secret); older answers get it back
+  with a fixed value that fits their schema (``password: null``), never the secret itself.
+- ``ResponsesDocumented``: statuses every operation could already answer, documented from this version on;
+  nothing changes on the wire, only the older files do not list them.
 
 Bodies are rewritten at the top level only, as raw JSON: values (event payloads) are never decoded. The same
 declarations also turn the latest spec into each older file's shape (``downgrade_schemas``), which the contract
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 VERSION_HEADER: Final = "Tocsin-API-Version"
-VERSIONS: Final = ("2026-06-01", "2026-11-01", "2026-12-01")
+VERSIONS: Final = ("2026-06-01", "2026-11-01", "2026-12-01", "2026-12-15")
 """Every supported version, oldest first. Each has a frozen spec file in openapi/versions/."""
 LATEST: Final = VERSIONS[-1]
 
@@ -39,6 +43,7 @@ _HEADER_KEY: Final = VERSION_HEADER.lower().encode()
 _SCOPE_KEY: Final = "tocsin.api_version"
 _SUPPORTED: Final = frozenset(VERSIONS)
 _TOP_LEVEL: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ITEMS: Final = msgspec.json.Decoder(list[dict[str, msgspec.Raw]])
 _ENCODER: Final = msgspec.json.Encoder()
 
 
@@ -71,7 +76,34 @@ class ResponseFieldAdded:
     field: str
 
 
-Change = OperationAdded | RequestFieldAdded | ResponseFieldAdded
+@dataclass(frozen=True, slots=True)
+class ResponseFieldRemoved:
+    """The success answers of some operations lost ``field`` of ``schema``; older answers get ``value`` in it.
+
+    ``at`` maps each operationId to where the objects sit in its answer: ``""`` for the answer itself,
+    ``"name[]"`` for every item of the top-level list ``name``. ``field_schema`` is the field as older files
+    declared it (required), for ``downgrade_schemas``.
+    """
+
+    at: tuple[tuple[str, str], ...]
+    schema: str
+    field: str
+    value: Any
+    field_schema: dict[str, Any]
+
+    @property
+    def operation_ids(self) -> tuple[str, ...]:
+        return tuple(operation_id for operation_id, _ in self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesDocumented:
+    """``statuses`` are documented on every operation from this version on (the behaviour is every version's)."""
+
+    statuses: tuple[str, ...]
+
+
+Change = OperationAdded | RequestFieldAdded | ResponseFieldAdded | ResponseFieldRemoved | ResponsesDocumented
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +144,20 @@ VERSION_CHANGES: Final = (
             OperationAdded("listAssetEvents"),
         ),
     ),
+    VersionChange(
+        "2026-12-15",
+        "Secrets are write-only (no password in admin answers); URL, header-size and JSON-depth limits documented.",
+        (
+            ResponseFieldRemoved(
+                (("putConnection", ""), ("listConnections", "connections[]")),
+                "ConnectionInfo",
+                "password",
+                value=None,
+                field_schema={"type": ["string", "null"]},
+            ),
+            ResponsesDocumented(("414", "431")),
+        ),
+    ),
 )
 
 
@@ -141,6 +187,11 @@ def downgrade_schemas(schemas: dict[str, Any], version: str) -> dict[str, Any]:
             names: tuple[str, ...] = (change.schema,)
         elif isinstance(change, ResponseFieldAdded):
             names = change.schemas
+        elif isinstance(change, ResponseFieldRemoved):
+            schema = result[change.schema]
+            schema["properties"] = {**schema["properties"], change.field: dict(change.field_schema)}
+            schema["required"] = [*schema.get("required", []), change.field]
+            continue
         else:
             continue
         for name in names:
@@ -148,6 +199,24 @@ def downgrade_schemas(schemas: dict[str, Any], version: str) -> dict[str, Any]:
             schema["properties"] = {k: v for k, v in schema["properties"].items() if k != change.field}
             if "required" in schema:
                 schema["required"] = [r for r in schema["required"] if r != change.field]
+    return result
+
+
+def downgrade_spec(document: dict[str, Any], version: str) -> dict[str, Any]:
+    """The latest spec as ``version`` had it, as far as the declared changes say (schemas and documented
+    responses; a new dict). The contract tests compare the result with the frozen file of ``version``."""
+    result = {**document, "components": {**document["components"]}}
+    result["components"]["schemas"] = downgrade_schemas(document["components"]["schemas"], version)
+    hidden = {s for c in _newer_than(version) if isinstance(c, ResponsesDocumented) for s in c.statuses}
+    result["paths"] = {
+        path: {
+            method: {**op, "responses": {k: v for k, v in op["responses"].items() if k not in hidden}}
+            if isinstance(op, dict) and "responses" in op
+            else op
+            for method, op in item.items()
+        }
+        for path, item in document["paths"].items()
+    }
     return result
 
 
@@ -223,13 +292,21 @@ def _upgrade_request(body: bytes, changes: list[RequestFieldAdded], version: str
     return _ENCODER.encode(document)
 
 
-def _downgrade_response(body: bytes, fields: set[str]) -> bytes:
+def _downgrade_response(body: bytes, fields: set[str], restored: list[tuple[str, str, Any]]) -> bytes:
+    """``body`` without ``fields`` and with each (where, field, value) of ``restored`` put back."""
     try:
         document = _TOP_LEVEL.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return body
     for field in fields:
         document.pop(field, None)
+    for where, field, value in restored:
+        raw = msgspec.Raw(_ENCODER.encode(value))
+        if not where:
+            document[field] = raw
+        elif where.endswith("[]") and where[:-2] in document:
+            items = _ITEMS.decode(document[where[:-2]])
+            document[where[:-2]] = msgspec.Raw(_ENCODER.encode([{**item, field: raw} for item in items]))
     return _ENCODER.encode(document)
 
 
@@ -252,6 +329,13 @@ class ApiVersionMiddleware(ASGIMiddleware):
         older = _newer_than(version)
         requests = [c for c in older if isinstance(c, RequestFieldAdded) and c.operation_id == operation_id]
         removed = {c.field for c in older if isinstance(c, ResponseFieldAdded) and operation_id in c.operation_ids}
+        restored = [
+            (where, c.field, c.value)
+            for c in older
+            if isinstance(c, ResponseFieldRemoved)
+            for op, where in c.at
+            if op == operation_id
+        ]
         if requests:
             body = _upgrade_request(await _read_body(receive), requests, version)
             delivered = False
@@ -264,13 +348,14 @@ class ApiVersionMiddleware(ASGIMiddleware):
                 return {"type": "http.request", "body": body, "more_body": False}
 
             receive = upgraded_receive
-        if removed:
-            send = _downgrading_send(send, removed)
+        if removed or restored:
+            send = _downgrading_send(send, removed, restored)
         await next_app(scope, receive, send)
 
 
-def _downgrading_send(send: Send, fields: set[str]) -> Send:
-    """Buffer a 2xx JSON answer, drop ``fields`` from it and fix its length; pass anything else through."""
+def _downgrading_send(send: Send, fields: set[str], restored: list[tuple[str, str, Any]]) -> Send:
+    """Buffer a 2xx JSON answer, drop ``fields`` from it (and restore ``restored``), fix its length; pass
+    anything else through."""
     start: dict[str, Any] = {}
     parts: list[bytes] = []
 
@@ -287,7 +372,7 @@ def _downgrading_send(send: Send, fields: set[str]) -> Send:
         parts.append(message.get("body", b""))
         if message.get("more_body", False):
             return
-        body = _downgrade_response(b"".join(parts), fields)
+        body = _downgrade_response(b"".join(parts), fields, restored)
         headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
         await send(cast("Message", {**start, "headers": headers}))

@@ -27,6 +27,10 @@ _DROPPED_KEYS = frozenset(
         "discriminator",
         "externalDocs",
         "contentEncoding",
+        # Annotations without a validation effect that datamodel-codegen does not carry into the models; the
+        # behaviour they document (no secret in an answer) has tests of its own (test_connection_secrets.py).
+        "writeOnly",
+        "readOnly",
     }
 )
 # int32/int64 only document the size of an integer; Litestar never writes them and the Python type is int.

@@ -10,7 +10,7 @@ from litestar import get
 from tocsin_server.app import ROUTE_HANDLERS, create_app
 from tocsin_server.config import Settings
 from tocsin_server.spec import load_spec
-from tocsin_server.versioning import LATEST, OPERATION_SINCE, VERSIONS, downgrade_schemas
+from tocsin_server.versioning import LATEST, OPERATION_SINCE, VERSIONS, downgrade_spec
 
 from tests.contract.allowlist import ALLOWED_DRIFT
 from tests.contract.schema_diff import compare, operations_of
@@ -66,8 +66,7 @@ def test__older_version_operations__match_the_latest_definitions_after_the_decla
     """An operation an older file shares with the latest must equal the latest one once the declared changes
     of versioning.VERSION_CHANGES are undone (handlers serve the latest; the middleware serves the rest)."""
     older = _without_501(load_spec(version))
-    latest = copy.deepcopy(load_spec(LATEST))
-    latest["components"]["schemas"] = downgrade_schemas(latest["components"]["schemas"], version)
+    latest = downgrade_spec(copy.deepcopy(load_spec(LATEST)), version)
     latest["paths"] = {
         path: {m: op for m, op in item.items() if m in older.get("paths", {}).get(path, {})}
         for path, item in latest["paths"].items()

@@ -13,6 +13,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from tocsin_server.app import create_app
 from tocsin_server.config import Settings
+from tocsin_server.versioning import LATEST
 
 from tests.integration.orchestration import defer, load, register
 
@@ -36,7 +37,7 @@ def test__job_responses__gain_the_deadline_and_older_clients_get_the_older_shape
     body = {"hostname": "w", "pid": 1, "capacity": 5}
     latest = admin.post("/execution/jobs", json=body, headers=auth("triggerer"))
     older = admin.post("/execution/jobs", json=body, headers={**auth("triggerer"), **V11})
-    assert latest.headers["tocsin-api-version"] == "2026-12-01"
+    assert latest.headers["tocsin-api-version"] == LATEST
     assert older.headers["tocsin-api-version"] == "2026-11-01"
     deadline = datetime.fromisoformat(latest.json()["heartbeat_deadline"])
     assert (deadline - datetime.now(deadline.tzinfo)).total_seconds() > 25

@@ -23,6 +23,7 @@ class Operation:
     open: bool
     """Needs no token (``security: []``)."""
     takes_body: bool
+    tags: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return self.operation_id
@@ -56,6 +57,7 @@ def operations(version: str) -> list[Operation]:
                     path=path,
                     open=operation.get("security") == [],
                     takes_body="requestBody" in operation,
+                    tags=tuple(operation.get("tags", ())),
                 )
             )
     return found

@@ -62,6 +62,8 @@ _DESCRIPTIONS: Final = {
     404: "The resource does not exist, or the operation does not exist in the requested version.",
     409: "The request conflicts with the current state.",
     413: "The body is larger than the server accepts.",
+    414: "The request URL is longer than the server accepts (answered by the HTTP layer).",
+    431: "The request's header fields are larger than the server accepts (answered by the HTTP layer).",
     422: "The body is well-formed JSON but does not fit the schema; `errors` names the fields.",
     503: "The server cannot serve now (for example, the database is unreachable).",
 }
@@ -84,8 +86,12 @@ def strict_query(*names: str) -> Guard:
     return guard
 
 
+EVERY: Final = (414, 431)
+"""Every request can get these, before any operation is chosen (``tocsin_server.http_limits``)."""
+
+
 def problems(*codes: int) -> dict[int, ResponseSpec]:
-    """Documented problem+json responses for ``codes``."""
+    """Documented problem+json responses for ``codes``, and for the statuses every request can get."""
     return {
         code: ResponseSpec(
             data_container=Problem,
@@ -93,7 +99,7 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
             description=_DESCRIPTIONS[code],
             generate_examples=False,
         )
-        for code in codes
+        for code in (*codes, *EVERY)
     }
 
 

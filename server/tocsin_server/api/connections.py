@@ -17,7 +17,7 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
-from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionList
+from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionInfo, ConnectionList
 from tocsin_server.services import connections
 
 
@@ -45,7 +45,7 @@ async def list_connections(db_session: DbSession, limit: Limit = 100, offset: Of
     status_code=200,
     responses=problems(*WITH_BODY, 404),
 )
-async def put_connection(db_session: DbSession, conn_id: Identifier, data: JSONBody[ConnectionBody]) -> Connection:
+async def put_connection(db_session: DbSession, conn_id: Identifier, data: JSONBody[ConnectionBody]) -> ConnectionInfo:
     return await connections.put_connection(db_session, conn_id, data)
 
 

@@ -10,9 +10,8 @@ from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from tocsin_server.api._common import problems
 from tocsin_server.auth import OPEN_ROUTE
-from tocsin_server.db.health import RETRY_AFTER_S, DatabaseHealth
+from tocsin_server.db.health import RETRY_AFTER_S, DatabaseHealth, NotReadyError
 from tocsin_server.generated.models import Health, Readiness, Status, Status1
-from tocsin_server.services import readiness
 
 
 @get("/health", operation_id="getHealth", tags=["health"], opt={OPEN_ROUTE: True}, responses=problems(400))
@@ -25,7 +24,7 @@ async def get_ready(request: Request[Any, Any, Any]) -> Readiness:
     health: DatabaseHealth = request.app.state.database_health
     try:
         dialect, revision = await health.ready()
-    except readiness.NotReadyError as exc:
+    except NotReadyError as exc:
         retry = {"Retry-After": str(RETRY_AFTER_S)}
         raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers=retry) from None
     return Readiness(status=Status1.ready, database=dialect, migration=revision)

@@ -21,8 +21,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from tocsin_server.db.diagnose import Target, explain
+from tocsin_server.db.migrate import head_revision
+from tocsin_server.db.reads import GET_MIGRATION
 from tocsin_server.errors import ServiceError
-from tocsin_server.services import readiness
 
 if TYPE_CHECKING:
     from litestar.types import Scope
@@ -38,6 +39,27 @@ _SCOPE_KEY: Final = "tocsin.database_unavailable"
 
 class DatabaseUnavailableError(ServiceError):
     """The database cannot be used right now."""
+
+
+class NotReadyError(Exception):
+    """The server is not ready; the message says why and what to do."""
+
+
+async def check_migrated(reads: Reads, target: Target) -> str:
+    """The database answers and its schema is at the latest migration: its revision, or NotReadyError."""
+    try:
+        row = await reads.fetch_one(GET_MIGRATION, {})
+    except Exception as exc:  # noqa: BLE001 - any database failure means "not ready"; explain() names it
+        reason = explain(exc, target) or (
+            f"the database cannot be read or has no migration table ({type(exc).__name__}): run `tocsin db upgrade`"
+        )
+        raise NotReadyError(reason) from None
+    revision = None if row is None else str(row[0])
+    head = head_revision()
+    if revision != head:
+        msg = f"the database schema is at {revision or 'no revision'}, not {head}: run `tocsin db upgrade`"
+        raise NotReadyError(msg)
+    return revision
 
 
 def database_error_types() -> tuple[type[Exception], ...]:
@@ -104,20 +126,20 @@ class DatabaseHealth:
         """The dialect and migration of a usable database, or NotReadyError saying what is wrong."""
         if (problem := self._file_problem()) is not None:
             self._mark_down(problem)
-            raise readiness.NotReadyError(problem)
+            raise NotReadyError(problem)
         try:
-            result = await readiness.check(self._reads, dialect=self._dialect, target=self._target)
-        except readiness.NotReadyError as exc:
+            revision = await check_migrated(self._reads, self._target)
+        except NotReadyError as exc:
             self._mark_down(str(exc))
             raise
         self._mark_up()
-        return result
+        return self._dialect, revision
 
     async def probe(self) -> str | None:
         """Why the database cannot be used now, or None when it can."""
         try:
             await self.ready()
-        except readiness.NotReadyError as exc:
+        except NotReadyError as exc:
             return str(exc)
         return None
 

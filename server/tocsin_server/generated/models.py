@@ -129,7 +129,7 @@ class Connection(Struct, kw_only=True):
         Annotated[
             str,
             Meta(
-                description="The password; left out (null) in lists.",
+                description="The password, for the triggers and workers that connect with it (the runtime read only).",
                 examples=["s3cret"],
             ),
         ]
@@ -202,7 +202,7 @@ class ConnectionBody(Struct, kw_only=True):
         Annotated[
             str,
             Meta(
-                description="The password.",
+                description="The password. Write-only; no admin answer returns it.",
                 examples=["s3cret"],
                 max_length=5000,
                 pattern="^[^\\u0000]*$",
@@ -231,9 +231,38 @@ class ConnectionBody(Struct, kw_only=True):
     ) = UNSET
 
 
+class ConnectionInfo(Struct, kw_only=True):
+    conn_id: Annotated[
+        str, Meta(description="The connection id.", examples=["my_postgres"])
+    ]
+    conn_type: Annotated[
+        str, Meta(description="The kind of system.", examples=["postgres"])
+    ]
+    host: Annotated[str, Meta(description="The host.", examples=["db.internal"])] | None
+    schema: (
+        Annotated[
+            str, Meta(description="The schema or database.", examples=["analytics"])
+        ]
+        | None
+    )
+    login: Annotated[str, Meta(description="The user.", examples=["etl"])] | None
+    port: Annotated[int, Meta(description="The port.", examples=[5432])] | None
+    extra: (
+        Annotated[
+            str,
+            Meta(
+                description="Extra settings, usually a JSON string.",
+                examples=['{"sslmode": "require"}'],
+            ),
+        ]
+        | None
+    )
+
+
 class ConnectionList(Struct, kw_only=True):
     connections: Annotated[
-        list[Connection], Meta(description="The connections; passwords are null.")
+        list[ConnectionInfo],
+        Meta(description="The connections, without their passwords."),
     ]
     total: Annotated[
         int, Meta(description="How many connections exist.", examples=[1], ge=0)
@@ -1338,7 +1367,7 @@ class Problem(Struct, kw_only=True):
             list[str],
             Meta(
                 description="The API versions this server supports (on an unknown-version error).",
-                examples=[["2026-06-01", "2026-11-01", "2026-12-01"]],
+                examples=[["2026-06-01", "2026-11-01", "2026-12-01", "2026-12-15"]],
             ),
         ]
         | UnsetType

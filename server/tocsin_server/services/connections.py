@@ -1,4 +1,8 @@
-"""Connections: hot reads by id, admin writes."""
+"""Connections: hot reads by id, admin writes.
+
+Secrets are write-only: the password is stored and handed to the runtime read (``getConnection``, which the
+triggers connecting with it need), never to an admin answer (``ConnectionInfo`` has no password field).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from sqlalchemy import func, select
 from tocsin_server.db import models as m
 from tocsin_server.db.reads import GET_CONNECTION, Reads
 from tocsin_server.errors import NotFoundError
-from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionList
+from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionInfo, ConnectionList
 from tocsin_server.services._db import upsert
 
 if TYPE_CHECKING:
@@ -39,24 +43,24 @@ async def get_connection(reads: Reads, conn_id: str) -> Connection:
     )
 
 
-def _to_model(row: m.Connection, *, with_password: bool) -> Connection:
-    return Connection(
+def _info(row: m.Connection) -> ConnectionInfo:
+    return ConnectionInfo(
         conn_id=row.conn_id,
         conn_type=row.conn_type,
         host=row.host,
         schema=row.schema,
         login=row.login,
-        password=row.password if with_password else None,
         port=row.port,
         extra=row.extra,
     )
 
 
-async def put_connection(session: AsyncSession, conn_id: str, body: ConnectionBody) -> Connection:
+async def put_connection(session: AsyncSession, conn_id: str, body: ConnectionBody) -> ConnectionInfo:
     values: dict[str, Any] = {name: getattr(body, name) for name in _FIELDS}
     values = {name: (None if value is UNSET else value) for name, value in values.items()}
     await upsert(session, m.Connection, {"conn_id": conn_id, "conn_type": body.conn_type, **values})
-    return Connection(conn_id=conn_id, conn_type=body.conn_type, **values)
+    shown = {name: value for name, value in values.items() if name != "password"}
+    return ConnectionInfo(conn_id=conn_id, conn_type=body.conn_type, **shown)
 
 
 async def delete_connection(session: AsyncSession, conn_id: str) -> None:
@@ -69,4 +73,4 @@ async def delete_connection(session: AsyncSession, conn_id: str) -> None:
 async def list_connections(session: AsyncSession, *, limit: int, offset: int) -> ConnectionList:
     total = await session.scalar(select(func.count()).select_from(m.Connection))
     rows = await session.scalars(select(m.Connection).order_by(m.Connection.conn_id).limit(limit).offset(offset))
-    return ConnectionList(connections=[_to_model(r, with_password=False) for r in rows], total=total or 0)
+    return ConnectionList(connections=[_info(r) for r in rows], total=total or 0)
