@@ -70,8 +70,10 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
 @_reports_config_errors("api-server")
 def api_server(*, host: str, port: int, workers: int) -> int:
     from tocsin_server.config import load_settings  # noqa: PLC0415
+    from tocsin_server.db.preflight import check_database  # noqa: PLC0415
 
     settings = load_settings()
+    check_database(settings.database_url)  # a database mistake: one line, exit 2 (also with --workers > 1)
     _serve(settings, host, port, workers)
     return 0
 

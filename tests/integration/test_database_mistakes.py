@@ -45,6 +45,7 @@ MISTAKES = {
 }
 COMMANDS = {
     "api-server": lambda: ["api-server", "--host", "127.0.0.1", "--port", str(free_port())],
+    "api-server --workers 2": lambda: ["api-server", "--port", str(free_port()), "--workers", "2"],
     "db upgrade": lambda: ["db", "upgrade"],
     "standalone": lambda: ["standalone", "--host", "127.0.0.1", "--port", str(free_port())],
 }
