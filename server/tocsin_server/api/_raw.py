@@ -1,10 +1,17 @@
-"""Request bodies whose opaque JSON fields stay raw bytes: the server never decodes an event payload.
+"""The one decoder of JSON request bodies: strict as the spec, opaque fields kept raw, integers as JSON Schema.
 
-Litestar decodes a body to Python values and then converts them to the handler's type, so a
-``msgspec.Raw`` field cannot survive its default path. ``RawBody[Model]`` is a tiny DTO that decodes the
-body bytes once, straight into a twin of the generated ``Model`` whose opaque fields (``payload``, XCom
-values) are ``msgspec.Raw``: constraints, defaults and strictness come from the generated model, and the
-published schema is the generated model's own, so the contract gate still compares it with the spec.
+Litestar decodes a body to Python values and then converts them to the handler's type in lax mode (``"5432"``
+passes as an integer), and a ``msgspec.Raw`` field cannot survive that path. ``RawBody[Model]`` is a tiny DTO
+that decodes the body bytes once, strictly, straight into a twin of the generated ``Model``:
+
+- opaque fields (``payload``, XCom values, log ``extra``) of a ``raw_twin`` are ``msgspec.Raw``, never decoded;
+- integer fields take any integral JSON number, as JSON Schema does (``1.0`` and ``1e0`` are the integer 1;
+  ``1.5`` is not, and is refused naming the field): msgspec's strict mode refuses ``1.0`` for an ``int``, so
+  the twin reads ``int | float`` under the same constraints and the float is turned back into an ``int``.
+
+Constraints, defaults and strictness come from the generated model, and the published schema is the generated
+model's own, so the contract gate still compares it with the spec. Every operation with a body uses it
+(``json_body``), so one rule holds everywhere.
 """
 
 from __future__ import annotations
@@ -29,16 +36,24 @@ _RAW_FIELDS: Final = frozenset({"payload", "xcoms", "extra"})
 """Fields holding JSON the server stores as received and never decodes."""
 _OBJECTS_KEY: Final = "__raw_objects__"
 """Class attribute of a twin: its raw fields that the spec types as JSON objects."""
+_INTEGERS_KEY: Final = "__integer_fields__"
+"""Class attribute of a twin: its fields that hold integers (or lists of them), read leniently as floats too."""
+_MAX_INTEGRAL_FLOAT: Final = 2**53
+"""Integral floats up to this are exact integers; a larger one may not be the integer the client wrote."""
+_TWINS: dict[type, type[msgspec.Struct]] = {}
 _AT_PATH: Final = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
 def _substitute(annotation: Any, replacements: Mapping[type, type]) -> Any:
-    """``annotation`` with every struct named in ``replacements`` swapped, through Annotated, unions and lists."""
-    if isinstance(annotation, type) and annotation in replacements:
-        return replacements[annotation]
+    """``annotation`` as a twin reads it, through Annotated, unions and lists: every struct swapped for its twin
+    (the one in ``replacements``, else a plain ``json_twin``), every ``int`` read as ``int | float``."""
+    if isinstance(annotation, type):
+        return _leaf(annotation, replacements)
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         inner, *extras = typing.get_args(annotation)
+        if inner is int:  # the constraints (ge, le) hold for the float reading too
+            return typing.Annotated[(int, *extras)] | typing.Annotated[(float, *extras)]
         return typing.Annotated[(_substitute(inner, replacements), *extras)]
     if origin is list:
         return list[_substitute(typing.get_args(annotation)[0], replacements)]  # type: ignore[misc]
@@ -59,32 +74,82 @@ def _is_object(annotation: Any) -> bool:
     return origin is dict or annotation is dict
 
 
+def _leaf(annotation: type, replacements: Mapping[type, type]) -> Any:
+    if annotation in replacements:
+        return replacements[annotation]
+    if issubclass(annotation, msgspec.Struct):
+        return json_twin(annotation)
+    return int | float if annotation is int else annotation
+
+
+def _holds_integers(annotation: Any) -> bool:
+    if annotation is int:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Annotated, list, typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        return any(_holds_integers(arg) for arg in (args[:1] if origin is typing.Annotated else args))
+    return False
+
+
+def json_twin(model: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    """The twin of ``model`` with no raw fields (integers read as JSON Schema reads them); one per model."""
+    twin = _TWINS.get(model)
+    if twin is None:
+        twin = _TWINS[model] = _twin(model, raw=frozenset(), replacements={})
+    return twin
+
+
 def raw_twin(model: type[msgspec.Struct], replacements: Mapping[type, type] | None = None) -> type[msgspec.Struct]:
     """A struct like ``model`` whose opaque JSON fields decode to ``msgspec.Raw``.
 
     A raw field the spec types as an object is still checked to be one (``check_raw_objects``), by its first
     byte: msgspec has already parsed the raw value as JSON to find its end, so it decodes nothing more.
     """
+    return _twin(model, raw=_RAW_FIELDS, replacements=replacements or {})
+
+
+def _twin(
+    model: type[msgspec.Struct], *, raw: frozenset[str], replacements: Mapping[type, type]
+) -> type[msgspec.Struct]:
     fields: list[tuple[str, Any, Any] | tuple[str, Any]] = []
-    objects = frozenset(i.name for i in msgspec.structs.fields(model) if i.name in _RAW_FIELDS and _is_object(i.type))
-    for info in msgspec.structs.fields(model):
-        annotation = msgspec.Raw if info.name in _RAW_FIELDS else _substitute(info.type, replacements or {})
-        if info.name in _RAW_FIELDS and info.default is not msgspec.NODEFAULT:
+    infos = msgspec.structs.fields(model)
+    objects = frozenset(i.name for i in infos if i.name in raw and _is_object(i.type))
+    integers = frozenset(i.name for i in infos if i.name not in raw and _holds_integers(i.type))
+    for info in infos:
+        annotation = msgspec.Raw if info.name in raw else _substitute(info.type, replacements)
+        if info.name in raw and info.default is not msgspec.NODEFAULT:
             fields.append((info.name, annotation | msgspec.UnsetType, msgspec.UNSET))
         elif info.default is not msgspec.NODEFAULT:
             fields.append((info.name, annotation, info.default))
         else:
             fields.append((info.name, annotation))
+    namespace = {_OBJECTS_KEY: objects, _INTEGERS_KEY: integers}
+    # A subclass: services may test ``isinstance(body, Model)``, and a tagged union's tags are inherited.
     return msgspec.defstruct(
-        model.__name__, fields, kw_only=True, forbid_unknown_fields=True, namespace={_OBJECTS_KEY: objects}
+        model.__name__, fields, bases=(model,), kw_only=True, forbid_unknown_fields=True, namespace=namespace
     )
 
 
-def check_raw_objects(value: Any, path: str = "") -> None:
-    """Raise a validation error naming the first raw field of ``value`` (a decoded twin) that should hold a
-    JSON object and holds something else (a string, a list, a number)."""
+def _integral(value: Any, key: str) -> Any:
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) <= _MAX_INTEGRAL_FLOAT:
+            return int(value)
+        msg = "Expected `int`, got `float`"
+        raise ValidationException(f"Validation failed: {msg} - at `$.{key}`", extra=[_item(msg, key)])
+    if isinstance(value, list):
+        return [_integral(item, f"{key}[{index}]") for index, item in enumerate(value)]
+    return value
+
+
+def finish(value: Any, path: str = "") -> None:
+    """Complete a decoded twin in place: integral floats in integer fields become ints (another float is a
+    validation error naming it), and a raw field that should hold a JSON object and holds something else (a
+    string, a list, a number) is a validation error naming it."""
     if not isinstance(value, msgspec.Struct):
         return
+    for name in getattr(type(value), _INTEGERS_KEY, ()):
+        setattr(value, name, _integral(getattr(value, name), f"{path}.{name}" if path else name))
     for name in getattr(type(value), _OBJECTS_KEY, ()):
         raw = getattr(value, name)
         if isinstance(raw, msgspec.Raw) and not bytes(raw).startswith(b"{"):
@@ -96,9 +161,9 @@ def check_raw_objects(value: Any, path: str = "") -> None:
         here = f"{path}.{name}" if path else name
         if isinstance(child, list):
             for index, item in enumerate(child):
-                check_raw_objects(item, f"{here}[{index}]")
+                finish(item, f"{here}[{index}]")
         else:
-            check_raw_objects(child, here)
+            finish(child, here)
 
 
 def _json_kind(raw: bytes) -> str:
@@ -119,16 +184,21 @@ def _validation_error(exc: msgspec.ValidationError) -> ValidationException:
     return ValidationException(f"Validation failed: {exc}", extra=[{"message": message, "key": path, "source": "body"}])
 
 
+def json_body(schema: Any) -> type[RawBody]:
+    """The DTO of an operation whose body is ``schema`` (a generated struct or union of them), no raw fields."""
+    return RawBody.of(schema, _substitute(schema, {}))
+
+
 class RawBody(AbstractDTO[Any]):
     """Decodes the body into ``decode_type`` in one pass; publishes ``schema_type`` as the request schema."""
 
-    decode_type: ClassVar[type[msgspec.Struct]]
-    schema_type: ClassVar[type[msgspec.Struct]]
+    decode_type: ClassVar[Any]
+    schema_type: ClassVar[Any]
 
     @classmethod
-    def of(cls, schema_type: type[msgspec.Struct], decode_type: type[msgspec.Struct]) -> type[RawBody]:
+    def of(cls, schema_type: Any, decode_type: Any) -> type[RawBody]:
         return type(
-            f"RawBody[{schema_type.__name__}]",
+            f"RawBody[{getattr(schema_type, '__name__', 'union')}]",
             (cls,),
             {"decode_type": decode_type, "schema_type": schema_type, "model_type": decode_type},
         )
@@ -163,7 +233,7 @@ class RawBody(AbstractDTO[Any]):
         except msgspec.DecodeError as exc:
             msg = f"the body is malformed: {exc}"
             raise ValidationException(msg, extra=[{"message": msg, "key": "body", "source": "body"}]) from None
-        check_raw_objects(decoded)
+        finish(decoded)
         return decoded
 
     def decode_builtins(self, value: dict[str, Any]) -> Any:

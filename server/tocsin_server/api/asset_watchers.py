@@ -19,6 +19,7 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
+from tocsin_server.api._raw import json_body
 from tocsin_server.generated.models import AssetEventList, AssetWatcher, AssetWatcherBody, AssetWatcherList
 from tocsin_server.services import asset_watchers
 
@@ -44,6 +45,8 @@ async def list_asset_watchers(db_session: DbSession, limit: Limit = 100, offset:
     guards=[ADMIN],
     opt=V2026_12_01,
     status_code=201,
+    dto=json_body(AssetWatcherBody),
+    return_dto=None,
     responses=problems(*WITH_BODY),
 )
 async def create_asset_watcher(state: State, db_session: DbSession, data: JSONBody[AssetWatcherBody]) -> AssetWatcher:

@@ -17,6 +17,7 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
+from tocsin_server.api._raw import json_body
 from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionInfo, ConnectionList
 from tocsin_server.services import connections
 
@@ -43,6 +44,8 @@ async def list_connections(db_session: DbSession, limit: Limit = 100, offset: Of
     tags=["admin"],
     guards=[ADMIN],
     status_code=200,
+    dto=json_body(ConnectionBody),
+    return_dto=None,
     responses=problems(*WITH_BODY, 404),
 )
 async def put_connection(db_session: DbSession, conn_id: Identifier, data: JSONBody[ConnectionBody]) -> ConnectionInfo:

@@ -19,6 +19,7 @@ from tocsin_server.api._common import (
     RunId,
     problems,
 )
+from tocsin_server.api._raw import json_body
 from tocsin_server.generated.models import DagRun, DagRunBody, DagRunList, DagRunState
 from tocsin_server.services import dag_runs
 
@@ -50,6 +51,8 @@ async def list_dag_runs(
     tags=["admin"],
     guards=[ADMIN],
     status_code=201,
+    dto=json_body(DagRunBody),
+    return_dto=None,
     responses=problems(*WITH_BODY, 409),
 )
 async def create_dag_run(db_session: DbSession, data: JSONBody[DagRunBody]) -> DagRun:

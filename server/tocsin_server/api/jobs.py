@@ -21,6 +21,7 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
+from tocsin_server.api._raw import json_body
 from tocsin_server.auth import job_id_of
 from tocsin_server.generated.models import Heartbeat, JobList, JobRegistration, JobRegistrationBody
 from tocsin_server.services import jobs
@@ -41,6 +42,8 @@ async def list_jobs(state: State, db_session: DbSession, limit: Limit = 100, off
     guards=[TRIGGERER],
     opt=V2026_11_01,
     status_code=201,
+    dto=json_body(JobRegistrationBody),
+    return_dto=None,
     responses=problems(*WITH_BODY),
 )
 async def register_job(state: State, db_session: DbSession, data: JSONBody[JobRegistrationBody]) -> JobRegistration:

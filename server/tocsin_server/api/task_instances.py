@@ -25,6 +25,7 @@ from tocsin_server.api._common import (
     problems,
     strict_query,
 )
+from tocsin_server.api._raw import json_body
 from tocsin_server.generated.models import (
     TaskInstance,
     TaskInstanceBody,
@@ -59,6 +60,8 @@ async def get_task_instance_states(
     operation_id="updateTaskInstanceState",
     tags=["runtime"],
     guards=[RUNTIME_WRITE],
+    dto=json_body(TaskInstanceStateUpdate),
+    return_dto=None,
     responses=problems(*WITH_BODY, 404, 409),
 )
 async def update_task_instance_state(
@@ -93,6 +96,8 @@ async def list_task_instances(
     tags=["admin"],
     guards=[ADMIN],
     status_code=201,
+    dto=json_body(TaskInstanceBody),
+    return_dto=None,
     responses=problems(*WITH_BODY, 404, 409),
 )
 async def create_task_instance(db_session: DbSession, data: JSONBody[TaskInstanceBody]) -> TaskInstance:

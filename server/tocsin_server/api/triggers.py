@@ -22,7 +22,7 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
-from tocsin_server.api._raw import RawBody, raw_twin
+from tocsin_server.api._raw import RawBody, json_body, raw_twin
 from tocsin_server.auth import job_id_of
 from tocsin_server.generated.models import (
     CleanupResult,
@@ -81,6 +81,8 @@ async def list_triggers(db_session: DbSession, limit: Limit = 100, offset: Offse
     guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
+    dto=json_body(TriggerLoadBody),
+    return_dto=None,
     responses=problems(*WITH_BODY, 409),
 )
 async def load_triggers(
@@ -106,6 +108,8 @@ async def load_triggers(
     guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
+    dto=json_body(WorkloadsBody),
+    return_dto=None,
     responses=problems(*WITH_BODY),
 )
 async def get_trigger_workloads(
@@ -191,6 +195,8 @@ async def submit_trigger_events(
     guards=[JOB],
     opt=V2026_11_01,
     status_code=200,
+    dto=json_body(TriggerFailureBody),
+    return_dto=None,
     responses=problems(*WITH_BODY, 404, 409),
 )
 async def submit_trigger_failure(

@@ -18,6 +18,7 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
+from tocsin_server.api._raw import json_body
 from tocsin_server.generated.models import Variable, VariableBody, VariableList
 from tocsin_server.services import variables
 
@@ -39,6 +40,8 @@ async def get_variable(state: State, key: Identifier) -> Variable:
     tags=["runtime"],
     guards=[RUNTIME_WRITE],
     status_code=200,
+    dto=json_body(VariableBody),
+    return_dto=None,
     responses=problems(*WITH_BODY, 404),
 )
 async def put_variable(db_session: DbSession, key: Identifier, data: JSONBody[VariableBody]) -> Variable:

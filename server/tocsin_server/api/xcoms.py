@@ -21,6 +21,7 @@ from tocsin_server.api._common import (
     TaskId,
     problems,
 )
+from tocsin_server.api._raw import json_body
 from tocsin_server.auth import ensure_dag_run_access
 from tocsin_server.generated.models import XCom, XComBody
 from tocsin_server.services import xcoms
@@ -48,6 +49,8 @@ async def get_xcom(
     tags=["runtime"],
     guards=[RUNTIME_WRITE],
     status_code=201,
+    dto=json_body(XComBody),
+    return_dto=None,
     responses=problems(*WITH_BODY, 404),
 )
 async def set_xcom(
