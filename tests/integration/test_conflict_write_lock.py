@@ -16,7 +16,7 @@ from functools import partial
 import httpx
 from tocsin_server.tokens import TokenAuthority
 
-from tests.support.live_server import LiveServer
+from harness.live_server import LiveServer
 
 WRITERS = 4
 DURATION_S = 3.0

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.databases import POSTGRES_ADMIN_DSN
+from harness.live_server import free_port
 from tests.conftest import SECRET
-from tests.support.databases import POSTGRES_ADMIN_DSN
-from tests.support.live_server import free_port
 
 TOCSIN = str(Path(sys.executable).with_name("tocsin"))
 _POSTGRES = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
@@ -57,7 +57,7 @@ def test__a_database_mistake_is_one_line_and_exit_2(tmp_path: Path, mistake: str
     make_url, expected = MISTAKES[mistake]
     url = make_url(tmp_path)
     env = {**os.environ, "TOCSIN_DATABASE_URL": url, "TOCSIN_JWT_SECRET": SECRET}
-    result = subprocess.run(  # noqa: S603 - the installed tocsin command
+    result = subprocess.run(
         [TOCSIN, *COMMANDS[command]()],
         env=env,
         cwd=tmp_path,

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from tocsin_server.tokens import TokenAuthority
 
+from harness.databases import postgres_database
+from harness.live_server import live_server
 from tests.conftest import SECRET
-from tests.support.databases import postgres_database
-from tests.support.live_server import live_server
 from tests.triggerer.proxy import Proxy
 
 PROBLEM = "application/problem+json"
@@ -49,9 +49,10 @@ def test__postgres_away_answers_503_logs_once_and_recovers(tmp_path: Path, autho
         url = direct.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}", 1)
         assert url != direct
         try:
-            with live_server(url, SECRET, tmp_path / "server.log") as server, httpx.Client(
-                base_url=server.url, headers=headers, timeout=30
-            ) as client:
+            with (
+                live_server(url, SECRET, tmp_path / "server.log") as server,
+                httpx.Client(base_url=server.url, headers=headers, timeout=30) as client,
+            ):
                 assert client.post("/api/v1/dag-runs", json={"dag_id": "d", "run_id": "before"}).status_code == 201
 
                 proxy.stop()

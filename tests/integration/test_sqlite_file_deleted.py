@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 from tocsin_server.tokens import TokenAuthority
 
+from harness.databases import sqlite_database
+from harness.live_server import live_server
 from tests.conftest import SECRET
-from tests.support.databases import sqlite_database
-from tests.support.live_server import live_server
 
 PROBLEM = "application/problem+json"
 
@@ -46,9 +46,7 @@ def test__a_deleted_sqlite_file_makes_ready_and_writes_answer_503(tmp_path: Path
             assert str(database) in detail
             assert "deleted" in detail
 
-            writes = [
-                client.post("/api/v1/dag-runs", json={"dag_id": "d", "run_id": f"after-{n}"}) for n in range(5)
-            ]
+            writes = [client.post("/api/v1/dag-runs", json={"dag_id": "d", "run_id": f"after-{n}"}) for n in range(5)]
             for write in writes:
                 assert write.status_code == 503, write.text
                 assert write.headers["content-type"] == PROBLEM
