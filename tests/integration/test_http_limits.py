@@ -4,6 +4,7 @@ HTTP server's plain-text 400 (issue 7, C19). Raw sockets, so that nothing betwee
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from urllib.parse import urlsplit
@@ -26,10 +27,9 @@ def _exchange(server: LiveServer, request: bytes) -> tuple[int, dict[str, str], 
     """Send raw bytes, read the whole answer (the server closes after a refusal or with Connection: close)."""
     address = urlsplit(server.url)
     with socket.create_connection((address.hostname or "127.0.0.1", address.port or 80), timeout=15) as sock:
-        try:
+        # The server may refuse before all of a huge request is sent (it drops the rest); its answer is queued.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(request)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server may refuse and close before all of a huge request is sent; its answer is queued
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
