@@ -119,6 +119,8 @@ def _sqlite(exc: BaseException, target: Target) -> str | None:
         path = target.sqlite_path
         if path is not None and not path.parent.is_dir():
             return missing_folder(path)
+        if path is not None and not path.exists():
+            return f"the SQLite file {path} does not exist: run `tocsin db upgrade` to create and migrate it"
         return f"the SQLite file {target.url.database} cannot be opened: check that it is a writable file"
     return None
 

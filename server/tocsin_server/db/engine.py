@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 if TYPE_CHECKING:
@@ -22,11 +24,27 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _: ConnectionPoolEntry) -
     cursor.close()
 
 
+def sqlite_open_only(database_url: str) -> str:
+    """The SQLite URL the server's engines use: open the file read-write, never create it.
+
+    Creating the database is ``tocsin db upgrade``'s work. Were the file deleted while the server runs, a new
+    pooled connection would otherwise create an empty one and every statement on it fail ("no such table").
+    In-memory databases and URLs that are already SQLite URIs are left as they are.
+    """
+    url = make_url(database_url)
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or "uri" in url.query:
+        return database_url
+    # a URI filename: %, ? and # in the path are escaped (SQLite decodes %HH)
+    opened = url.set(database=f"file:{quote(database)}").update_query_dict({"mode": "rw", "uri": "true"})
+    return opened.render_as_string(hide_password=False)
+
+
 def create_write_engine(settings: Settings) -> AsyncEngine:
     """The ORM engine. On SQLite every transaction is ``BEGIN IMMEDIATE``: writers queue on the database
     lock up front instead of failing when a read lock cannot be upgraded (SQLAlchemy's documented recipe)."""
     if settings.is_sqlite:
-        engine = create_async_engine(settings.database_url, connect_args={"timeout": 30})
+        engine = create_async_engine(sqlite_open_only(settings.database_url), connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
@@ -55,7 +73,7 @@ def create_read_engine(settings: Settings) -> AsyncEngine:
     # one shared connection (StaticPool) and takes no pool sizes.
     pool = {} if ":memory:" in settings.database_url else {"pool_size": 2 * settings.db_pool_size, "max_overflow": 0}
     engine = create_async_engine(
-        settings.database_url,
+        sqlite_open_only(settings.database_url),
         connect_args={"timeout": 30},
         isolation_level="AUTOCOMMIT",
         **pool,

@@ -112,6 +112,8 @@ class DatabaseHealth:
                 f"the SQLite file {path} was deleted while the server ran: restore it and restart the server, "
                 "or run `tocsin db upgrade` to make a new one and restart"
             )
+        except OSError as exc:
+            return f"the SQLite file {path} cannot be checked ({exc.strerror or type(exc).__name__})"
         if (stat.st_dev, stat.st_ino) != self._identity:
             return f"the SQLite file {path} was replaced while the server ran: restart the server to use the new file"
         return None
@@ -147,7 +149,11 @@ class DatabaseHealth:
         """Litestar's after-exception hook (async, before the sync exception handlers run): for a database
         error, probe the database and leave the verdict in the request's scope for ``unavailable_reason``."""
         if isinstance(exc, self._error_types) and not isinstance(exc, ServiceError):
-            reason = self._down or await self.probe()
+            try:
+                reason = self._down or await self.probe()
+            except Exception:  # noqa: BLE001 - a hook that raised would replace the answer; the error is logged
+                _log.exception("the database probe after a failed request failed")
+                reason = None
             scope.setdefault("state", {})[_SCOPE_KEY] = reason
 
     def explain(self, exc: BaseException) -> str | None:
