@@ -25,6 +25,12 @@ PROTOCOL: Final = "tocsin_server.http_limits:LimitedHttpToolsProtocol"
 """What to pass uvicorn as ``http=``."""
 _TITLES: Final = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
 """RFC 9110 and RFC 6585 names (Python's ``HTTPStatus`` still says "Request-URI Too Long")."""
+_MAX_HEAD_BYTES: Final = MAX_URL_BYTES + 4 * MAX_HEADER_BYTES
+"""httptools hands over a header field only once it is complete; a request whose head has not ended after this
+many bytes has passed the header limit already (with room for the ": " and CRLF of many tiny fields)."""
+_HEADER_DETAIL: Final = (
+    f"the request's header fields take more than {MAX_HEADER_BYTES} bytes, the most this server accepts"
+)
 _LINGER_S: Final = 2.0
 """After a refusal, how long the rest of the request is read and dropped before the connection closes."""
 
@@ -38,12 +44,19 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     _refusal: tuple[int, str] | None = None
     _header_bytes: int = 0
+    _head_bytes: int | None = 0
+    """Bytes received while the current request's head is incomplete; None once it is complete."""
     _lingering: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
         if self._lingering is not None:
             return  # the rest of a refused request: dropped
         super().data_received(data)
+        if self._lingering is None and self._head_bytes is not None:
+            self._head_bytes += len(data)  # all of it is head: the head has not ended yet
+            if self._head_bytes > _MAX_HEAD_BYTES and not self.transport.is_closing():
+                self._refusal = (431, _HEADER_DETAIL)
+                self.send_400_response(_HEADER_DETAIL)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._lingering is not None:
@@ -54,6 +67,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._refusal = None
         self._header_bytes = 0
+        self._head_bytes = 0
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = None
+        super().on_headers_complete()
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -63,8 +81,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > MAX_HEADER_BYTES:
-            msg = f"the request's header fields take more than {MAX_HEADER_BYTES} bytes, the most this server accepts"
-            self._refuse(431, msg)
+            self._refuse(431, _HEADER_DETAIL)
         super().on_header(name, value)
 
     def _refuse(self, status: int, detail: str) -> None:

@@ -83,6 +83,12 @@ def test__over_large_header_fields__are_431_problem(live: LiveServer, extra: str
     _assert_problem(_exchange(live, _get("/execution/variables/x", extra)), 431, "request-header-fields-too-large")
 
 
+def test__a_header_that_never_ends__is_431_before_it_is_buffered_whole(live: LiveServer) -> None:
+    """httptools hands over a header only once it ends; the server does not wait (and buffer) that long."""
+    unending = b"GET /health HTTP/1.1\r\nHost: test\r\nX-Endless: " + b"a" * 2_000_000
+    _assert_problem(_exchange(live, unending), 431, "request-header-fields-too-large")
+
+
 def test__the_server_keeps_serving_after_refusals(live: LiveServer) -> None:
     for _ in range(3):
         _exchange(live, _get("/health?" + "a" * 100_000))
