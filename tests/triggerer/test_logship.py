@@ -107,3 +107,15 @@ def test__fit_line__keeps_lines_whole_up_to_what_one_request_carries() -> None:
         assert len(msgspec.json.encode(cut)) <= MAX_LINE_JSON_BYTES
         assert cut.startswith(text[:1000])
         assert cut.endswith("more than one request carries]")
+
+
+def test__huge_lines__are_bounded_by_text_size_too_keeping_the_newest() -> None:
+    stats = Stats()
+
+    async def send(lines: list[LogLine], dropped: int) -> None:
+        pass
+
+    shipper = LogShipper(send, stats, max_chars=2_500_000)
+    shipper.add([LogLine(1, None, None, float(n), "INFO", "test", "x" * 1_000_000) for n in range(5)])
+    assert [item.created for item in shipper._lines] == [3.0, 4.0]
+    assert stats.log_lines_dropped == 3

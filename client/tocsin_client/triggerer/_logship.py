@@ -33,19 +33,29 @@ LINE_OVERHEAD: Final = 256  # the other fields of a line on the wire, JSON-encod
 SMALLEST_CUT: Final = 256  # a line this short that still gets 413 is dropped: no body limit is that small
 _json: Final = msgspec.json.Encoder()
 INTERVAL_S: Final = 1.0
+MAX_CHARS: Final = 64_000_000  # text held at most: lines travel whole, so a few huge ones must not fill memory
 
 Send = Callable[[list[LogLine], int], Awaitable[None]]
 
 
 class LogShipper:
-    """Holds at most ``capacity`` lines and ships them with ``send`` every ``interval_s`` (or when a batch is full)."""
+    """Holds at most ``capacity`` lines (``max_chars`` of text) and ships them with ``send`` every ``interval_s`` (or
+    when a batch is full)."""
 
     def __init__(
-        self, send: Send | None, stats: Stats, *, capacity: int = 10_000, interval_s: float = INTERVAL_S
+        self,
+        send: Send | None,
+        stats: Stats,
+        *,
+        capacity: int = 10_000,
+        interval_s: float = INTERVAL_S,
+        max_chars: int = MAX_CHARS,
     ) -> None:
         self._send = send
         self._stats = stats
         self._lines: deque[LogLine] = deque(maxlen=max(1, capacity))
+        self._chars = 0
+        self._max_chars = max_chars
         self._interval_s = interval_s
         self._full = asyncio.Event()
         self._failures = 0
@@ -66,8 +76,10 @@ class LogShipper:
             return
         for line in lines:
             if len(self._lines) == self._lines.maxlen:
-                self._drop(1)
+                self._evict()
             self._lines.append(line)
+            self._chars += len(line.message)
+        self._trim()
         if len(self._lines) >= BATCH:
             self._full.set()
 
@@ -106,6 +118,7 @@ class LogShipper:
             if size > BATCH_BYTES:
                 break
             batch.append(self._lines.popleft())
+        self._chars -= sum(len(line.message) for line in batch)
         return batch
 
     async def _ship(self, batch: list[LogLine], dropped: int) -> tuple[list[LogLine], int]:
@@ -141,6 +154,17 @@ class LogShipper:
         keep = batch[len(batch) - room :] if room < len(batch) else batch
         self._drop(len(batch) - len(keep))
         self._lines.extendleft(reversed(keep))
+        self._chars += sum(len(line.message) for line in keep)
+        self._trim()
+
+    def _evict(self) -> None:
+        self._chars -= len(self._lines.popleft().message)
+        self._drop(1)
+
+    def _trim(self) -> None:
+        """Drop the oldest lines while the text held is over ``max_chars`` (the newest line always stays)."""
+        while self._chars > self._max_chars and len(self._lines) > 1:
+            self._evict()
 
     def _drop(self, count: int) -> None:
         self._stats.log_lines_dropped += count
