@@ -70,12 +70,9 @@ class Settings:
         return self.database_url.startswith("postgresql")
 
     def validate(self) -> Settings:
-        if self.trigger_kwargs_keys:
-            from tocsin_server.services.kwargs_cipher import validate_keys  # noqa: PLC0415 - needs cryptography
-
-            if (problem := validate_keys(self.trigger_kwargs_keys)) is not None:
-                msg = f"TOCSIN_TRIGGER_KWARGS_KEYS: {problem}; make one with: tocsin key create"
-                raise ConfigError(msg)
+        if self.trigger_kwargs_keys and (problem := _fernet_key_problem(self.trigger_kwargs_keys)) is not None:
+            msg = f"TOCSIN_TRIGGER_KWARGS_KEYS: {problem}; make one with: tocsin key create"
+            raise ConfigError(msg)
         if (problem := _database_url_problem(self.database_url)) is not None:
             raise ConfigError(f"TOCSIN_DATABASE_URL: {problem}")
         if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
@@ -106,6 +103,18 @@ class Settings:
 
     def with_secret(self, secret: str) -> Settings:
         return replace(self, jwt_secret=secret)
+
+
+def _fernet_key_problem(keys: tuple[str, ...]) -> str | None:
+    """The problem with ``keys``, if any, for a configuration error message."""
+    from cryptography.fernet import Fernet  # noqa: PLC0415 - only when keys are configured
+
+    for index, key in enumerate(keys):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            return f"key {index + 1} is not a Fernet key (32 url-safe base64-encoded bytes)"
+    return None
 
 
 _DEFAULTS = Settings()

@@ -46,13 +46,3 @@ class KwargsCipher:
 
 PLAINTEXT: Final = KwargsCipher()
 """No keys: kwargs stored as the JSON text received."""
-
-
-def validate_keys(keys: tuple[str, ...]) -> str | None:
-    """The problem with ``keys``, if any, for a configuration error message."""
-    for index, key in enumerate(keys):
-        try:
-            Fernet(key)
-        except (ValueError, TypeError):
-            return f"key {index + 1} is not a Fernet key (32 url-safe base64-encoded bytes)"
-    return None
