@@ -7,7 +7,6 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-import msgspec
 import pytest
 from tocsin_client import AsyncClient, ForbiddenError, NotFoundError
 from tocsin_client.generated.models import WorkloadTaskInstance
@@ -106,18 +105,6 @@ async def test__get_xcom__missing_returns_the_default(serve: Callable[[Handler],
     assert await context.get_xcom("rows", default=None) is None
     with pytest.raises(NotFoundError):
         await context.get_xcom("rows")
-
-
-async def test__set_xcom__writes_this_task_instance(serve: Callable[[Handler], TriggerContext]) -> None:
-    recorder = Recorder(lambda _: httpx.Response(201, json={"key": "rows", "value": [1, 2]}))
-
-    await serve(recorder).set_xcom("rows", [1, 2])
-
-    request = recorder.requests[0]
-    assert request.method == "POST"
-    assert request.url.path == "/execution/xcoms/etl/run_1/wait/rows"
-    assert request.url.params["map_index"] == "2"
-    assert msgspec.json.decode(request.content) == {"value": [1, 2]}
 
 
 async def test__get_task_states__defaults_to_this_dag_run(serve: Callable[[Handler], TriggerContext]) -> None:

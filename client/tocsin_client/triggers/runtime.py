@@ -6,7 +6,6 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Final
 
 from tocsin_client.errors import NotFoundError
-from tocsin_client.generated.models import XComBody
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -69,12 +68,6 @@ class TriggerContext:
                 raise
             return default
         return xcom.value
-
-    async def set_xcom(self, key: str, value: Any) -> None:
-        """Push an XCom for this task instance; ``value`` must already be JSON-compatible (see ``serde``)."""
-        ti = self._ti
-        body = XComBody(value=value)
-        await self.client.set_xcom(ti.dag_id, ti.run_id, ti.task_id, key, body, map_index=ti.map_index)
 
     async def get_task_states(
         self, task_ids: Iterable[str] | None = None, *, dag_id: str | None = None, run_id: str | None = None
