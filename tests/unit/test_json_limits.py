@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -51,3 +52,29 @@ def test__check_names_the_problem(body: bytes, kind: str) -> None:
 
 def test__valid_utf8_passes() -> None:
     check_json_body('{"name": "ключ 😀"}'.encode())
+
+
+def _prefix_depth(brackets: bytes) -> int:
+    depth = deepest = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def test__malformed_bracket_soup_never_passes_more_than_twice_the_limit() -> None:
+    """Whatever the scan says about malformed input, it never lets a decoder see more than 2 * limit levels."""
+    rng = random.Random(7)
+    for _ in range(3_000):
+        soup = bytes(rng.choice(b"[]{}[[{") for _ in range(rng.randint(1, 60)))
+        if not nesting_depth_exceeds(soup, 4):
+            assert _prefix_depth(soup) <= 8, soup
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'["\\\\", [[[]]]]', b'["\\"]]]]]]", [[[[[]]]]]]', b'["\\\\\\"[[[[[[["]'],
+    ids=["escaped-backslash-ends-string", "escaped-quote-inside", "backslash-then-escaped-quote"],
+)
+def test__escapes_are_read_as_json_reads_them(body: bytes) -> None:
+    assert nesting_depth_exceeds(body, 4) == (_depth(json.loads(body)) > 4)
