@@ -5,23 +5,23 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from advanced_alchemy.types import GUID
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from tocsin_server.db import migrate
 from tocsin_server.db.models import Base
+from tocsin_server.db.types import STORED_UUID
 
 
 def _sqlite_guid(sync: Connection, difference: object) -> bool:
-    """SQLite reflects advanced-alchemy's 16-byte GUID as NUMERIC(16): the same column, reported as a change."""
+    """SQLite reflects the 16-byte ``BINARY(16)`` UUID column as NUMERIC(16): the same column, reported as a change."""
     nested = difference[0] if isinstance(difference, list) else difference
     return (
         sync.dialect.name == "sqlite"
         and isinstance(nested, tuple)
         and nested[0] == "modify_type"
-        and isinstance(nested[-1], GUID)
+        and isinstance(nested[-1], type(STORED_UUID))
     )
 
 

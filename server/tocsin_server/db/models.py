@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from advanced_alchemy.types import GUID, DateTimeUTC
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -20,6 +19,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tocsin_server.db.types import STORED_UUID, UtcDateTime
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; BigInteger elsewhere.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -48,9 +49,9 @@ class Job(Base):
     hostname: Mapped[str] = mapped_column(String(253))
     pid: Mapped[int] = mapped_column(Integer)
     capacity: Mapped[int] = mapped_column(Integer)
-    start_date: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
-    end_date: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True))
-    latest_heartbeat: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    start_date: Mapped[datetime] = mapped_column(UtcDateTime())
+    end_date: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    latest_heartbeat: Mapped[datetime] = mapped_column(UtcDateTime())
     # Bumped on every change of the set of triggers the job holds; the load delta protocol keys on it.
     assignment_version: Mapped[int] = mapped_column(BigInteger, default=0)
     # How many triggers the job holds, kept with every claim and release so `load` never counts them.
@@ -71,7 +72,7 @@ class Trigger(Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     classpath: Mapped[str] = mapped_column(String(1000))
     kwargs: Mapped[str] = mapped_column(Text)
-    created_date: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    created_date: Mapped[datetime] = mapped_column(UtcDateTime())
     triggerer_id: Mapped[int | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"), index=True)
 
     # Claims look only at unassigned triggers: a partial index keeps that probe O(claimed), never O(all triggers).
@@ -105,7 +106,7 @@ class DagRun(Base):
     dag_id: Mapped[str] = mapped_column(String(250))
     run_id: Mapped[str] = mapped_column(String(250))
     state: Mapped[str] = mapped_column(String(20))
-    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (UniqueConstraint("dag_id", "run_id", name="uq_dag_run_dag_id_run_id"),)
 
@@ -115,7 +116,7 @@ class TaskInstance(Base):
 
     __tablename__ = "task_instance"
 
-    id: Mapped[uuid.UUID] = mapped_column(GUID, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(STORED_UUID, primary_key=True, default=uuid.uuid4)
     dag_id: Mapped[str] = mapped_column(String(250))
     run_id: Mapped[str] = mapped_column(String(250))
     task_id: Mapped[str] = mapped_column(String(250))
@@ -123,12 +124,12 @@ class TaskInstance(Base):
     try_number: Mapped[int] = mapped_column(Integer, default=1)
     state: Mapped[str] = mapped_column(String(20))
     trigger_id: Mapped[int | None] = mapped_column(ForeignKey("trigger.id", ondelete="SET NULL"), index=True)
-    trigger_timeout: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), index=True)
+    trigger_timeout: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
     next_method: Mapped[str | None] = mapped_column(String(1000))
     # JSON text exactly as stored: an event's payload is spliced in without ever being decoded.
     next_kwargs: Mapped[str | None] = mapped_column(Text)
     start_from_trigger: Mapped[bool] = mapped_column(Boolean, default=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (
         UniqueConstraint("dag_id", "run_id", "task_id", "map_index", name="uq_task_instance_key"),
@@ -178,7 +179,7 @@ class XCom(Base):
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     # JSON text as received: a hot read returns it without re-encoding.
     value: Mapped[str] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class AssetWatcher(Base):
@@ -205,7 +206,7 @@ class AssetEvent(Base):
     trigger_id: Mapped[int] = mapped_column(BigInteger)
     event_id: Mapped[str] = mapped_column(String(100))
     payload: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class TriggerEvent(Base):
@@ -216,7 +217,7 @@ class TriggerEvent(Base):
     trigger_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     job_id: Mapped[int | None] = mapped_column(BigInteger)
-    received_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     task_instances_resumed: Mapped[int] = mapped_column(Integer, default=0)
 
 
@@ -226,7 +227,7 @@ class ServerDuty(Base):
     __tablename__ = "server_duty"
 
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
-    last_run: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    last_run: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class TriggerLog(Base):
@@ -237,9 +238,9 @@ class TriggerLog(Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     job_id: Mapped[int] = mapped_column(BigInteger)
     trigger_id: Mapped[int] = mapped_column(BigInteger)
-    task_instance_id: Mapped[uuid.UUID | None] = mapped_column(GUID)
+    task_instance_id: Mapped[uuid.UUID | None] = mapped_column(STORED_UUID)
     try_number: Mapped[int | None] = mapped_column(Integer)
-    timestamp: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    timestamp: Mapped[datetime] = mapped_column(UtcDateTime())
     level: Mapped[str] = mapped_column(String(20))
     event: Mapped[str] = mapped_column(Text)
     # JSON text of the line's other fields, as received.

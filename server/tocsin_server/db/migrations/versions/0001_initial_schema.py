@@ -8,8 +8,8 @@ Create Date: 2026-11-28 18:59:52.948361
 from __future__ import annotations
 
 import sqlalchemy as sa
-from advanced_alchemy.types import GUID, DateTimeUTC
 from alembic import op
+from tocsin_server.db.types import STORED_UUID, UtcDateTime
 
 revision = "0001"
 down_revision = None
@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("dag_id", sa.String(length=250), nullable=False),
         sa.Column("run_id", sa.String(length=250), nullable=False),
         sa.Column("state", sa.String(length=20), nullable=False),
-        sa.Column("created_at", DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dag_run")),
         sa.UniqueConstraint("dag_id", "run_id", name="uq_dag_run_dag_id_run_id"),
     )
@@ -58,9 +58,9 @@ def upgrade() -> None:
         sa.Column("hostname", sa.String(length=253), nullable=False),
         sa.Column("pid", sa.Integer(), nullable=False),
         sa.Column("capacity", sa.Integer(), nullable=False),
-        sa.Column("start_date", DateTimeUTC(timezone=True), nullable=False),
-        sa.Column("end_date", DateTimeUTC(timezone=True), nullable=True),
-        sa.Column("latest_heartbeat", DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("start_date", UtcDateTime(), nullable=False),
+        sa.Column("end_date", UtcDateTime(), nullable=True),
+        sa.Column("latest_heartbeat", UtcDateTime(), nullable=False),
         sa.Column("assignment_version", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_job")),
     )
@@ -72,7 +72,7 @@ def upgrade() -> None:
         sa.Column("trigger_id", sa.BigInteger(), nullable=False),
         sa.Column("event_id", sa.String(length=100), nullable=False),
         sa.Column("job_id", sa.BigInteger(), nullable=True),
-        sa.Column("received_at", DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("received_at", UtcDateTime(), nullable=False),
         sa.Column("task_instances_resumed", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("trigger_id", "event_id", name=op.f("pk_trigger_event")),
     )
@@ -91,7 +91,7 @@ def upgrade() -> None:
         sa.Column("map_index", sa.Integer(), nullable=False),
         sa.Column("key", sa.String(length=250), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
-        sa.Column("updated_at", DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("dag_id", "run_id", "task_id", "map_index", "key", name=op.f("pk_xcom")),
     )
     op.create_table(
@@ -104,7 +104,7 @@ def upgrade() -> None:
         ),
         sa.Column("classpath", sa.String(length=1000), nullable=False),
         sa.Column("kwargs", sa.Text(), nullable=False),
-        sa.Column("created_date", DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_date", UtcDateTime(), nullable=False),
         sa.Column(
             "triggerer_id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -148,7 +148,7 @@ def upgrade() -> None:
 
     op.create_table(
         "task_instance",
-        sa.Column("id", GUID(length=16), nullable=False),
+        sa.Column("id", STORED_UUID, nullable=False),
         sa.Column("dag_id", sa.String(length=250), nullable=False),
         sa.Column("run_id", sa.String(length=250), nullable=False),
         sa.Column("task_id", sa.String(length=250), nullable=False),
@@ -160,11 +160,11 @@ def upgrade() -> None:
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
             nullable=True,
         ),
-        sa.Column("trigger_timeout", DateTimeUTC(timezone=True), nullable=True),
+        sa.Column("trigger_timeout", UtcDateTime(), nullable=True),
         sa.Column("next_method", sa.String(length=1000), nullable=True),
         sa.Column("next_kwargs", sa.Text(), nullable=True),
         sa.Column("start_from_trigger", sa.Boolean(), nullable=False),
-        sa.Column("updated_at", DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("updated_at", UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["dag_id", "run_id"],
             ["dag_run.dag_id", "dag_run.run_id"],
@@ -205,7 +205,7 @@ def upgrade() -> None:
         sa.Column("trigger_id", sa.BigInteger(), nullable=False),
         sa.Column("event_id", sa.String(length=100), nullable=False),
         sa.Column("payload", sa.Text(), nullable=True),
-        sa.Column("created_at", DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["watcher_id"],
             ["asset_watcher.id"],

@@ -8,8 +8,8 @@ Create Date: 2026-11-28 20:00:00
 from __future__ import annotations
 
 import sqlalchemy as sa
-from advanced_alchemy.types import GUID, DateTimeUTC
 from alembic import op
+from tocsin_server.db.types import STORED_UUID, UtcDateTime
 
 revision = "0002"
 down_revision = "0001"
@@ -44,7 +44,7 @@ def upgrade() -> None:
     op.create_table(
         "server_duty",
         sa.Column("name", sa.String(length=50), nullable=False),
-        sa.Column("last_run", DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("last_run", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_server_duty")),
     )
     op.create_table(
@@ -52,9 +52,9 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("job_id", sa.BigInteger(), nullable=False),
         sa.Column("trigger_id", sa.BigInteger(), nullable=False),
-        sa.Column("task_instance_id", GUID(length=16), nullable=True),
+        sa.Column("task_instance_id", STORED_UUID, nullable=True),
         sa.Column("try_number", sa.Integer(), nullable=True),
-        sa.Column("timestamp", DateTimeUTC(timezone=True), nullable=False),
+        sa.Column("timestamp", UtcDateTime(), nullable=False),
         sa.Column("level", sa.String(length=20), nullable=False),
         sa.Column("event", sa.Text(), nullable=False),
         sa.Column("extra", sa.Text(), nullable=True),
