@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from tocsin_cli.options import Option, UsageError, add_options, resolve_options
-from tocsin_cli.values import SCOPES, parse_allowed_patterns, parse_flag, parse_scope, parse_ttl
+from tocsin_cli.values import SCOPES, parse_scope, parse_ttl
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -79,7 +79,7 @@ def run_triggerer(args: argparse.Namespace) -> int:
             runners=args.runners,
             metrics_port=args.metrics_port,
             grace_period_s=args.grace_period,
-            allowed_classes=tuple(args.allow or ()),
+            allowed_classes=tuple(args.allow) if args.allow else None,
             exit_on_lost_lease=args.exit_on_lost_lease,
         )
     )
@@ -135,7 +135,6 @@ TRIGGERER_OPTIONS: Final = (
         "(the variable takes several, separated by commas or spaces)",
         env="TOCSIN_ALLOWED_DESERIALIZATION_CLASSES",
         action="append",
-        env_parse=parse_allowed_patterns,
         metavar="PATTERN",
     ),
     Option(
@@ -145,7 +144,6 @@ TRIGGERER_OPTIONS: Final = (
         False,
         env="TOCSIN_TRIGGERER_EXIT_ON_LOST_LEASE",
         action="store_true",
-        env_parse=parse_flag,
     ),
 )
 """The triggerer's flags; their defaults are ``TriggererConfig``'s (a test keeps the two equal)."""

@@ -1,21 +1,20 @@
 """Command-line flags declared once each: the flag, its help, its default and the ``TOCSIN_*`` variable that sets it.
 
-``--help`` is built from the same declaration that resolves the value, so the two cannot disagree. A flag given on
-the command line wins over its variable, which wins over the default. Variables are read when the command runs,
-not when the parser is built.
+``--help`` is built from these declarations. The command line never reads the environment itself: a flag that a
+variable sets reaches its side as None unless given, and that side's settings loader reads the variable and
+applies the default, so a flag wins over its variable, which wins over the default.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 
 class UsageError(ValueError):
-    """A flag's variable holds a value the flag would refuse; the message names the variable."""
+    """The command cannot run as asked (its side is not installed, say); the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +24,11 @@ class Option:
     default: object = None
     """Shown in ``--help`` and used when neither the flag nor the variable is given (None: unset)."""
     env: str | None = None
-    """The ``TOCSIN_*`` variable that sets this flag."""
+    """The ``TOCSIN_*`` variable that sets this flag, read by the settings loader of the flag's side
+    (``tocsin_wire.settings``), which also holds the default shown here (a test keeps the two equal)."""
     type: Callable[[str], Any] = str
     action: str | None = None
     """``"append"`` for a repeatable flag."""
-    env_parse: Callable[[str], Any] | None = None
-    """How the variable's text is read, when not as ``type`` (a list in one variable, say)."""
     required: bool = False
     metavar: str | None = None
 
@@ -57,16 +55,12 @@ class Option:
             self.flag, dest=self.dest, default=None, required=self.required, help=self.help_text(), **extra
         )
 
-    def resolve(self, given: object, env: Mapping[str, str]) -> object:
-        """The flag's value: the command line, else the variable, else the default."""
-        if given is not None:
+    def resolve(self, given: object) -> object:
+        """The flag's value: the command line, else — for a flag a variable sets — None, so that the settings
+        loader of its side reads the variable and applies the default (the one reader of the environment); else
+        the default."""
+        if given is not None or self.env:
             return given
-        if self.env and (raw := env.get(self.env)) is not None:
-            try:
-                return (self.env_parse or self.type)(raw)
-            except (ValueError, argparse.ArgumentTypeError) as exc:
-                msg = f"{self.env}={raw!r} is not valid: {exc}"
-                raise UsageError(msg) from None
         if isinstance(self.default, str) and self.type is not str:
             return self.type(self.default)  # as argparse does: a default written as text is converted
         return self.default
@@ -79,9 +73,8 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> N
     parser.set_defaults(_options=options)
 
 
-def resolve_options(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> argparse.Namespace:
-    """Fill every declared flag of the chosen command from its variable or default, in place."""
-    env = os.environ if env is None else env
+def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the declared flags of the chosen command that no variable sets with their defaults, in place."""
     for option in getattr(args, "_options", ()):
-        setattr(args, option.dest, option.resolve(getattr(args, option.dest), env))
+        setattr(args, option.dest, option.resolve(getattr(args, option.dest)))
     return args

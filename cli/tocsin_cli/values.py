@@ -6,8 +6,6 @@ import argparse
 import re
 from typing import Final
 
-from tocsin_wire.serde import parse_allowed
-
 SCOPES: Final = ("admin", "worker", "triggerer")
 _TTL: Final = re.compile(r"^(?P<amount>\d+)(?P<unit>[smhd]?)$")
 _UNIT_SECONDS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -27,23 +25,3 @@ def parse_scope(raw: str) -> str:
         msg = f"--scope {raw!r}: choose from {', '.join(SCOPES)}"
         raise argparse.ArgumentTypeError(msg)
     return raw
-
-
-def parse_allowed_patterns(raw: str) -> list[str]:
-    """``TOCSIN_ALLOWED_DESERIALIZATION_CLASSES`` as the repeated ``--allow`` flag would give it."""
-    return list(parse_allowed(raw))
-
-
-_TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
-
-
-def parse_flag(raw: str) -> bool:
-    """A yes/no variable."""
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    msg = f"use one of {', '.join(sorted(_TRUE | _FALSE - {''}))}"
-    raise ValueError(msg)

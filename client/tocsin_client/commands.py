@@ -6,23 +6,30 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Final
 
-__all__ = ["demo", "triggerer"]
+from tocsin_wire.settings import Env, SettingsError, load
+
+__all__ = ["DEFAULT_API_URL", "DemoSettings", "demo", "triggerer"]
+
+DEFAULT_API_URL: Final = "http://127.0.0.1:8080"
 
 
 def triggerer(
     *,
     api_url: str | None,
     token: str | None,
-    capacity: int,
-    runners: int,
+    capacity: int | None,
+    runners: int | None,
     metrics_port: int | None,
-    grace_period_s: float,
-    allowed_classes: tuple[str, ...],
-    exit_on_lost_lease: bool,
+    grace_period_s: float | None,
+    allowed_classes: tuple[str, ...] | None,
+    exit_on_lost_lease: bool | None,
 ) -> int:
-    """Run a triggerer until it is stopped; its exit code."""
+    """Run a triggerer until it is stopped; its exit code. A flag that is None leaves its setting to its
+    ``TOCSIN_*`` variable and default (``TriggererConfig``)."""
     from tocsin_client.triggerer import ConfigError, TriggererConfig, run  # noqa: PLC0415
 
     try:
@@ -43,7 +50,13 @@ def triggerer(
     return run(config)
 
 
-def _token(token: str | None, token_file: Path) -> str | None:
+@dataclass(frozen=True, slots=True)
+class DemoSettings:
+    api_url: Annotated[str, Env("TOCSIN_API_URL")] = DEFAULT_API_URL
+    token: Annotated[str, Env("TOCSIN_TOKEN")] = field(default="", repr=False)
+
+
+def _token(token: str, token_file: Path) -> str | None:
     if token:
         return token
     try:
@@ -52,12 +65,20 @@ def _token(token: str | None, token_file: Path) -> str | None:
         return None
 
 
-def demo(*, tasks: int, api_url: str, token: str | None, token_file: Path, delay_s: float, timeout_s: float) -> int:
+def demo(
+    *, tasks: int, api_url: str | None, token: str | None, token_file: Path, delay_s: float, timeout_s: float
+) -> int:
     """Defer ``tasks`` tasks on triggers that fire together; show them resume; print p50/p99 fire-to-resume."""
     from tocsin_client import AsyncClient, TocsinError  # noqa: PLC0415
     from tocsin_client.demo import percentile, run_demo  # noqa: PLC0415
 
-    found = _token(token, token_file)
+    try:
+        settings = load(DemoSettings, os.environ, api_url=api_url, token=token)
+    except SettingsError as exc:
+        sys.stderr.write(f"tocsin demo: configuration error: {exc}\n")
+        return 2
+    api_url = settings.api_url
+    found = _token(settings.token, token_file)
     if found is None:
         sys.stderr.write(
             f"tocsin demo: pass --token (or TOCSIN_TOKEN), or run it in the folder where `tocsin standalone` runs "

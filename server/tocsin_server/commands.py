@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from tocsin_server.config import ConfigError
 
@@ -49,17 +49,20 @@ def _issue(settings: Settings, scopes: list[str], ttl_s: int, subject: str) -> s
     return authority.issue(subject, scopes, ttl_s)
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
+def _serve(settings: Settings) -> None:
+    """Run uvicorn. One process gets the app built from ``settings``; with several, each worker process builds its
+    own from the same variables and folder (so the same secret resolves), as uvicorn imports the app by name."""
     import uvicorn  # noqa: PLC0415
 
-    os.environ["TOCSIN_DATABASE_URL"] = settings.database_url
-    os.environ["TOCSIN_JWT_SECRET"] = settings.jwt_secret
+    from tocsin_server.app import create_app  # noqa: PLC0415
+
+    app: Any = create_app(settings) if settings.workers == 1 else "tocsin_server.asgi:create_from_env"
     uvicorn.run(
-        "tocsin_server.asgi:create_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
+        app,
+        factory=settings.workers > 1,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
         loop="uvloop",
         http="tocsin_server.http_limits:LimitedHttpToolsProtocol",  # httptools with the documented URL/header limits
         access_log=False,
@@ -68,13 +71,14 @@ def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
 
 
 @_reports_config_errors("api-server")
-def api_server(*, host: str, port: int, workers: int) -> int:
+def api_server(*, host: str | None, port: int | None, workers: int | None) -> int:
+    """Flags that are None leave their settings to ``TOCSIN_HOST``, ``TOCSIN_PORT``, ``TOCSIN_WORKERS``."""
     from tocsin_server.config import load_settings  # noqa: PLC0415
     from tocsin_server.db.preflight import check_database  # noqa: PLC0415
 
-    settings = load_settings()
+    settings = load_settings(host=host, port=port, workers=workers)
     check_database(settings.database_url)  # a database mistake: one line, exit 2 (also with --workers > 1)
-    _serve(settings, host, port, workers)
+    _serve(settings)
     return 0
 
 
@@ -104,7 +108,9 @@ def _write_private(path: Path, text: str) -> None:
 
 
 @_reports_config_errors("standalone")
-def standalone(*, host: str, port: int, capacity: int, token_file: Path, default_api_url: str) -> int:
+def standalone(
+    *, host: str | None, port: int | None, capacity: int | None, token_file: Path, default_api_url: str
+) -> int:
     """The API server on SQLite (migrated) and one triggerer, as two supervised child processes stopped in order."""
     from tocsin_server import standalone as supervision  # noqa: PLC0415
     from tocsin_server.config import (  # noqa: PLC0415
@@ -117,12 +123,15 @@ def standalone(*, host: str, port: int, capacity: int, token_file: Path, default
 
     stop = supervision.StopRequest()
     stop.install()  # from here on, no signal can leave a child behind
+    flags: dict[str, object] = {"host": host, "port": port, "standalone_capacity": capacity}
+    where = load_settings(require_secret=False, **flags)
+    host, port, capacity = where.host, where.port, where.standalone_capacity
     if not supervision.port_free(host, port):
         supervision.say(f"{host}:{port} is in use by another program; pick another port with --port")
         return 1
     secret, _ = resolve_secret(os.environ)
     secret = secret or ensure_secret_file(Path(STANDALONE_SECRET_FILE))
-    settings = load_settings({**os.environ, "TOCSIN_JWT_SECRET": secret})
+    settings = load_settings({**os.environ, "TOCSIN_JWT_SECRET": secret}, **flags)
     migrate.upgrade(settings.database_url)
     url = f"http://{host}:{port}"
     env = {**os.environ, "TOCSIN_DATABASE_URL": settings.database_url, "TOCSIN_JWT_SECRET": secret}

@@ -7,8 +7,10 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Annotated
 
 from tocsin_wire.serde import parse_allowed
+from tocsin_wire.settings import Env, SettingsError, load
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tocsin.db"
 MIN_SECRET_BYTES = 32
@@ -21,45 +23,57 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Server settings. Every field has a ``TOCSIN_<NAME>`` environment variable."""
+    """Server settings; each field names the ``TOCSIN_*`` variable that sets it (read by ``tocsin_wire.settings``)."""
 
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: Annotated[str, Env("TOCSIN_DATABASE_URL")] = DEFAULT_DATABASE_URL
     """SQLAlchemy URL: ``sqlite+aiosqlite:///path`` (the default) or ``postgresql+asyncpg://…``."""
     jwt_secret: str = field(default="", repr=False)
     """HMAC secret that signs and verifies tokens (at least 32 bytes)."""
-    jwt_issuer: str = "tocsin"
+    jwt_issuer: Annotated[str, Env("TOCSIN_JWT_ISSUER")] = "tocsin"
     """``iss`` claim of issued tokens, required on verification."""
-    jwt_audience: str = "tocsin"
+    jwt_audience: Annotated[str, Env("TOCSIN_JWT_AUDIENCE")] = "tocsin"
     """``aud`` claim of issued tokens, required on verification."""
-    max_body_bytes: int = 1_048_576
+    max_body_bytes: Annotated[int, Env("TOCSIN_MAX_BODY_BYTES")] = 1_048_576
     """Largest request body accepted; larger ones get 413."""
-    db_pool_size: int = 10
+    db_pool_size: Annotated[int, Env("TOCSIN_DB_POOL_SIZE")] = 10
     """Connections per server process for the hot read path and for ORM sessions, each."""
-    heartbeat_interval_s: float = 5.0
+    heartbeat_interval_s: Annotated[float, Env("TOCSIN_HEARTBEAT_INTERVAL_S")] = 5.0
     """Seconds between triggerer heartbeats (told to triggerers when they register)."""
-    liveness_threshold_s: float = 30.0
+    liveness_threshold_s: Annotated[float, Env("TOCSIN_LIVENESS_THRESHOLD_S")] = 30.0
     """Seconds without a heartbeat after which a job's triggers go to others."""
-    max_capacity: int = 100_000
+    max_capacity: Annotated[int, Env("TOCSIN_MAX_CAPACITY")] = 100_000
     """Cap on the capacity a triggerer may request."""
-    max_claims_per_call: int = 1000
+    max_claims_per_call: Annotated[int, Env("TOCSIN_MAX_CLAIMS_PER_CALL")] = 1000
     """At most this many new triggers go to one job per ``load`` call, so several triggerers share the work."""
-    job_token_ttl_s: float = 7 * 86400.0
+    job_token_ttl_s: Annotated[float, Env("TOCSIN_JOB_TOKEN_TTL_S")] = 7 * 86400.0
     """Lifetime of the job-scoped token a registered triggerer gets (refreshed through a response header)."""
-    ti_token_ttl_s: float = 900.0
+    ti_token_ttl_s: Annotated[float, Env("TOCSIN_TI_TOKEN_TTL_S")] = 900.0
     """Lifetime of a task-instance token carried by a workload (refreshed through a response header)."""
-    max_event_payload_bytes: int = 262_144
+    max_event_payload_bytes: Annotated[int, Env("TOCSIN_MAX_EVENT_PAYLOAD_BYTES")] = 262_144
     """Largest event payload (or XCom set of a terminal event) accepted; larger ones get 413."""
-    trigger_kwargs_keys: tuple[str, ...] = field(default=(), repr=False)
+    trigger_kwargs_keys: Annotated[tuple[str, ...], Env("TOCSIN_TRIGGER_KWARGS_KEYS", parse=_comma_separated)] = field(
+        default=(), repr=False
+    )
     """Fernet keys (comma-separated in the variable) that encrypt trigger kwargs at rest; the first encrypts."""
-    cleanup_interval_s: float = 10.0
+    cleanup_interval_s: Annotated[float, Env("TOCSIN_CLEANUP_INTERVAL_S")] = 10.0
     """Unused triggers are deleted at most once per this interval, server-wide."""
-    timeout_check_interval_s: float = 5.0
+    timeout_check_interval_s: Annotated[float, Env("TOCSIN_TIMEOUT_CHECK_INTERVAL_S")] = 5.0
     """How often the server fails deferrals whose trigger_timeout passed and reaps dead jobs."""
-    allowed_deserialization_classes: tuple[str, ...] = ()
+    allowed_deserialization_classes: Annotated[
+        tuple[str, ...], Env("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", parse=parse_allowed)
+    ] = ()
     """Glob patterns of the classes an asset watcher's event payload may name (``TOCSIN_ALLOWED_DESERIALIZATION_CLASSES``,
     separated by spaces or commas). Builtin serde types always decode; nothing else is ever imported."""
-    max_log_line_bytes: int = 16_384
+    max_log_line_bytes: Annotated[int, Env("TOCSIN_MAX_LOG_LINE_BYTES")] = 16_384
     """A shipped trigger log line longer than this is cut to this size (and marked truncated)."""
+    host: Annotated[str, Env("TOCSIN_HOST")] = "127.0.0.1"
+    """The address ``api-server`` and ``standalone`` listen on (``--host``)."""
+    port: Annotated[int, Env("TOCSIN_PORT")] = 8080
+    """The port they listen on (``--port``)."""
+    workers: Annotated[int, Env("TOCSIN_WORKERS")] = 1
+    """Server processes of ``api-server`` (``--workers``)."""
+    standalone_capacity: Annotated[int, Env("TOCSIN_STANDALONE_CAPACITY")] = 10_000
+    """The capacity of the triggerer ``standalone`` runs (``--capacity``)."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -117,7 +131,6 @@ def _fernet_key_problem(keys: tuple[str, ...]) -> str | None:
     return None
 
 
-_DEFAULTS = Settings()
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
 
@@ -148,19 +161,8 @@ def _database_url_problem(raw: str) -> str | None:
     return None
 
 
-def _read(env: Mapping[str, str], name: str, default: str) -> str:
-    return env.get(f"TOCSIN_{name}", default)
-
-
-def _number(env: Mapping[str, str], name: str, default: float, kind: type[int] | type[float]) -> float:
-    raw = env.get(f"TOCSIN_{name}")
-    if raw is None:
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        msg = f"TOCSIN_{name}={raw!r} is not a valid {kind.__name__}"
-        raise ConfigError(msg) from None
+def _comma_separated(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 def resolve_secret(env: Mapping[str, str], cwd: Path | None = None) -> tuple[str, str]:
@@ -201,32 +203,19 @@ def _check_secret(secret: str, source: str) -> None:
         raise ConfigError(msg)
 
 
-def load_settings(env: Mapping[str, str] | None = None, *, require_secret: bool = True) -> Settings:
-    """Read the settings from the environment; raise ConfigError with a clear message when invalid."""
+def load_settings(
+    env: Mapping[str, str] | None = None, *, require_secret: bool = True, **overrides: object
+) -> Settings:
+    """Read the settings from the environment (``overrides``: flags, which win when not None); raise ConfigError
+    with a clear message when invalid."""
     env = os.environ if env is None else env
     secret, source = resolve_secret(env)
     if require_secret:
         _check_secret(secret, source)
-    settings = Settings(
-        database_url=_read(env, "DATABASE_URL", DEFAULT_DATABASE_URL),
-        jwt_secret=secret,
-        jwt_issuer=_read(env, "JWT_ISSUER", "tocsin"),
-        jwt_audience=_read(env, "JWT_AUDIENCE", "tocsin"),
-        max_body_bytes=int(_number(env, "MAX_BODY_BYTES", _DEFAULTS.max_body_bytes, int)),
-        db_pool_size=int(_number(env, "DB_POOL_SIZE", _DEFAULTS.db_pool_size, int)),
-        heartbeat_interval_s=_number(env, "HEARTBEAT_INTERVAL_S", _DEFAULTS.heartbeat_interval_s, float),
-        liveness_threshold_s=_number(env, "LIVENESS_THRESHOLD_S", _DEFAULTS.liveness_threshold_s, float),
-        max_capacity=int(_number(env, "MAX_CAPACITY", _DEFAULTS.max_capacity, int)),
-        max_claims_per_call=int(_number(env, "MAX_CLAIMS_PER_CALL", _DEFAULTS.max_claims_per_call, int)),
-        job_token_ttl_s=_number(env, "JOB_TOKEN_TTL_S", _DEFAULTS.job_token_ttl_s, float),
-        ti_token_ttl_s=_number(env, "TI_TOKEN_TTL_S", _DEFAULTS.ti_token_ttl_s, float),
-        max_event_payload_bytes=int(_number(env, "MAX_EVENT_PAYLOAD_BYTES", _DEFAULTS.max_event_payload_bytes, int)),
-        trigger_kwargs_keys=tuple(k.strip() for k in env.get("TOCSIN_TRIGGER_KWARGS_KEYS", "").split(",") if k.strip()),
-        cleanup_interval_s=_number(env, "CLEANUP_INTERVAL_S", _DEFAULTS.cleanup_interval_s, float),
-        timeout_check_interval_s=_number(env, "TIMEOUT_CHECK_INTERVAL_S", _DEFAULTS.timeout_check_interval_s, float),
-        allowed_deserialization_classes=parse_allowed(env.get("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", "")),
-        max_log_line_bytes=int(_number(env, "MAX_LOG_LINE_BYTES", _DEFAULTS.max_log_line_bytes, int)),
-    )
+    try:
+        settings = load(Settings, env, jwt_secret=secret, **overrides)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
     if not require_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         settings = settings.with_secret("x" * MIN_SECRET_BYTES)  # only for commands that sign nothing
     return settings.validate()

@@ -111,7 +111,7 @@ def test__a_short_secret_file__names_the_file_and_its_size(tmp_path: object) -> 
 
 
 def test__a_flag_variable_that_is_not_a_number__is_one_clear_line(tmp_path: object) -> None:
-    result = _in(tmp_path, "api-server", env={"TOCSIN_PORT": "eighty"})
+    result = _in(tmp_path, "api-server", env={"TOCSIN_PORT": "eighty", "TOCSIN_JWT_SECRET": SECRET})
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
-    assert "TOCSIN_PORT='eighty' is not valid" in line
+    assert "TOCSIN_PORT='eighty' is not a valid int" in line

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tocsin_client.triggerer import TriggererConfig
 from tocsin_cli import build_parser
+from tocsin_client.triggerer import TriggererConfig
 from tocsin_server.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,13 @@ def read_by_code() -> set[str]:
     load_settings(server_env)
     triggerer_env = RecordingEnv(TOCSIN_API_URL="http://127.0.0.1:1", TOCSIN_TOKEN="t")
     TriggererConfig.from_env(triggerer_env)
-    return names | {n for n in server_env.asked | triggerer_env.asked if n.startswith("TOCSIN_")}
+    from tocsin_client.commands import DemoSettings
+    from tocsin_wire.settings import load
+
+    demo_env = RecordingEnv()
+    load(DemoSettings, demo_env)
+    asked = server_env.asked | triggerer_env.asked | demo_env.asked
+    return names | {n for n in asked if n.startswith("TOCSIN_")}
 
 
 def test__the_readme_lists_every_variable_the_code_reads() -> None:
@@ -105,15 +111,41 @@ def test__every_flag_has_help_a_default_and_its_variable(command: str, parser: a
             assert re.search(r"env TOCSIN_[A-Z_]+", action.help), f"tocsin {command} {action.option_strings[0]}"
 
 
-def test__a_flags_variable_sets_it_and_the_flag_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+def test__a_flags_variable_sets_it_and_the_flag_wins() -> None:
     from tocsin_cli.options import resolve_options
 
-    parser = build_parser()
-    monkeypatch.setenv("TOCSIN_PORT", "9999")
-    assert resolve_options(parser.parse_args(["api-server"])).port == 9999
-    assert resolve_options(parser.parse_args(["api-server", "--port", "7000"])).port == 7000
-    monkeypatch.delenv("TOCSIN_PORT")
-    assert resolve_options(parser.parse_args(["api-server"])).port == 8080
+    args = resolve_options(build_parser().parse_args(["api-server"]))
+    assert args.port is None  # the command line leaves it to the settings loader
+    env = {"TOCSIN_JWT_SECRET": "s" * 40, "TOCSIN_PORT": "9999"}
+    assert load_settings(env, port=args.port).port == 9999
+    assert load_settings(env, port=7000).port == 7000
+    assert load_settings({"TOCSIN_JWT_SECRET": "s" * 40}, port=None).port == 8080
+
+
+def _setting_defaults() -> dict[str, object]:
+    """Variable → default, from every settings class the flags of the command line end up in."""
+    import dataclasses
+
+    from tocsin_client.commands import DemoSettings
+    from tocsin_server.config import Settings
+    from tocsin_wire.settings import variables
+
+    defaults: dict[str, object] = {}
+    for cls in (Settings, DemoSettings, TriggererConfig):
+        fields = {field.name: field.default for field in dataclasses.fields(cls)}
+        for name, variable in variables(cls).items():
+            defaults.setdefault(variable, fields[name])
+    return defaults
+
+
+@pytest.mark.parametrize(("command", "parser"), list(commands(build_parser())), ids=str)
+def test__the_default_a_flag_shows__is_its_settings_default(command: str, parser: argparse.ArgumentParser) -> None:
+    defaults = _setting_defaults()
+    for option in getattr(parser.get_default("_options"), "__iter__", lambda: iter(()))():
+        if option.env is None or option.default is None:
+            continue
+        assert option.env in defaults, f"tocsin {command} {option.flag}: no setting reads {option.env}"
+        assert option.default == defaults[option.env], (command, option.flag)
 
 
 def test__version_flag(capsys: pytest.CaptureFixture[str]) -> None:
