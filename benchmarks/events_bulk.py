@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tocsin_server.tokens import TokenAuthority  # noqa: E402
+from tocsin_server.web.tokens import TokenAuthority  # noqa: E402
 
 from harness.databases import postgres_database  # noqa: E402
 from harness.live_server import live_server  # noqa: E402

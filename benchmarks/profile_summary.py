@@ -6,7 +6,7 @@
 Prints, in percent of the samples (record with ``--gil`` so that only the thread running Python counts:
 without it, py-spy reports idle thread-pool workers blocked in ``queue.get`` as busy):
 
-* self time by owner: the innermost frame's package (``litestar``, ``asyncpg``, ``tocsin_server.auth``…);
+* self time by owner: the innermost frame's package (``litestar``, ``asyncpg``, ``tocsin_server.web.auth``…);
   frames of the standard library are charged to the nearest caller outside it, e.g. ``uvicorn (stdlib)``;
 * inclusive time of the hottest functions (each function counted once per stack);
 * with ``--us-per-request`` (server CPU time per request, e.g. from runtime_get.sh's table), each share

@@ -36,7 +36,7 @@ from tocsin_client import AsyncClient
 from tocsin_client.demo import DemoResult, percentile, run_demo
 from tocsin_client.generated.models import DagRunBody, RunningStateUpdate, SuccessStateUpdate, TaskInstanceBody
 from tocsin_server.db import migrate
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.tokens import TokenAuthority
 
 SECRET = "bench-secret-" + "b" * 40
 POSTGRES_ADMIN = os.environ.get("TOCSIN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -11,7 +11,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from tocsin_server.app import create_app
 from tocsin_server.config import Settings
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.tokens import TokenAuthority
 
 from tests.support.databases import empty_database, postgres_database, sqlite_database
 from tests.support.live_server import LiveServer, live_server

@@ -13,7 +13,6 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from tocsin_server import __version__
-from tocsin_server.allow_header import complete_allow_header
 from tocsin_server.api import (
     asset_watchers,
     connections,
@@ -27,17 +26,18 @@ from tocsin_server.api import (
     variables,
     xcoms,
 )
-from tocsin_server.auth import BearerAuthMiddleware
 from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.health import DatabaseHealth
 from tocsin_server.db.reads import create_reads
 from tocsin_server.db.transactions import create_sessionmaker, create_write_gate, provide_transaction
-from tocsin_server.json_limits import JsonBodyGuard
-from tocsin_server.problems import EXCEPTION_HANDLERS
 from tocsin_server.services.kwargs_cipher import KwargsCipher
 from tocsin_server.services.maintenance import periodic_loop
-from tocsin_server.tokens import TokenAuthority
-from tocsin_server.versioning import LATEST, ApiVersionMiddleware, echo_version
+from tocsin_server.web.allow_header import complete_allow_header
+from tocsin_server.web.auth import BearerAuthMiddleware
+from tocsin_server.web.json_limits import JsonBodyGuard
+from tocsin_server.web.problems import EXCEPTION_HANDLERS
+from tocsin_server.web.tokens import TokenAuthority
+from tocsin_server.web.versioning import LATEST, ApiVersionMiddleware, echo_version
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

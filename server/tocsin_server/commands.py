@@ -43,7 +43,7 @@ def _reports_config_errors(command: str) -> Callable[[Callable[_P, int]], Callab
 
 
 def _issue(settings: Settings, scopes: list[str], ttl_s: int, subject: str) -> str:
-    from tocsin_server.tokens import TokenAuthority  # noqa: PLC0415
+    from tocsin_server.web.tokens import TokenAuthority  # noqa: PLC0415
 
     authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     return authority.issue(subject, scopes, ttl_s)
@@ -64,7 +64,7 @@ def _serve(settings: Settings) -> None:
         port=settings.port,
         workers=settings.workers,
         loop="uvloop",
-        http="tocsin_server.http_limits:LimitedHttpToolsProtocol",  # httptools with the documented URL/header limits
+        http="tocsin_server.web.http_limits:LimitedHttpToolsProtocol",  # httptools with the documented URL/header limits
         access_log=False,
         log_level="warning",
     )

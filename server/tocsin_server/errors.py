@@ -1,4 +1,4 @@
-"""Domain errors. Services raise these; ``tocsin_server.problems`` maps them to HTTP in one place.
+"""Domain errors. Services raise these; ``tocsin_server.web.problems`` maps them to HTTP in one place.
 
 ServiceError
  ├── NotFoundError      the named thing does not exist

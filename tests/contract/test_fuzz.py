@@ -13,10 +13,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from tocsin_server.config import Settings
-from tocsin_server.http_limits import MAX_URL_BYTES
-from tocsin_server.spec import load_spec
-from tocsin_server.tokens import TokenAuthority
-from tocsin_server.versioning import VERSIONS
+from tocsin_server.web.http_limits import MAX_URL_BYTES
+from tocsin_server.web.spec import load_spec
+from tocsin_server.web.tokens import TokenAuthority
+from tocsin_server.web.versioning import VERSIONS
 
 from tests.conftest import SECRET
 from tests.support.live_server import LiveServer

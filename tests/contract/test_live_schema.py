@@ -9,8 +9,8 @@ import pytest
 from litestar import get
 from tocsin_server.app import ROUTE_HANDLERS, create_app
 from tocsin_server.config import Settings
-from tocsin_server.spec import load_spec
-from tocsin_server.versioning import LATEST, OPERATION_SINCE, VERSIONS, downgrade_spec
+from tocsin_server.web.spec import load_spec
+from tocsin_server.web.versioning import LATEST, OPERATION_SINCE, VERSIONS, downgrade_spec
 
 from tests.contract.allowlist import ALLOWED_DRIFT
 from tests.contract.schema_diff import compare, operations_of

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
-from tocsin_server.spec import load_spec, spec_dir, spec_path, spec_versions
-from tocsin_server.versioning import LATEST, VERSION_HEADER, VERSIONS
+from tocsin_server.web.spec import load_spec, spec_dir, spec_path, spec_versions
+from tocsin_server.web.versioning import LATEST, VERSION_HEADER, VERSIONS
 
 METHODS = ("get", "put", "post", "patch", "delete")
 

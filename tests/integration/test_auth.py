@@ -9,7 +9,7 @@ import jwt
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.tokens import TokenAuthority
 
 from tests.conftest import SECRET
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from functools import partial
 
 import httpx
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.tokens import TokenAuthority
 
 from harness.live_server import LiveServer
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from tocsin_server.versioning import LATEST, VERSIONS
+from tocsin_server.web.versioning import LATEST, VERSIONS
 
 from tests.support.operations import operations
 

@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from tocsin_server.http_limits import MAX_HEADER_BYTES, MAX_URL_BYTES
-from tocsin_server.json_limits import MAX_JSON_DEPTH
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.http_limits import MAX_HEADER_BYTES, MAX_URL_BYTES
+from tocsin_server.web.json_limits import MAX_JSON_DEPTH
+from tocsin_server.web.tokens import TokenAuthority
 
 from tests.conftest import SECRET
 from tests.support.live_server import LiveServer

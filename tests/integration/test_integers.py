@@ -14,7 +14,7 @@ import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from litestar import Litestar
 from litestar.testing import TestClient
-from tocsin_server.versioning import VERSIONS
+from tocsin_server.web.versioning import VERSIONS
 
 from tests.integration.orchestration import defer, load, register
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from tocsin_server.json_limits import MAX_JSON_DEPTH
-from tocsin_server.versioning import VERSIONS
+from tocsin_server.web.json_limits import MAX_JSON_DEPTH
+from tocsin_server.web.versioning import VERSIONS
 
 from tests.integration.test_runtime_api import make_task_instance
 from tests.support.operations import Operation, operations

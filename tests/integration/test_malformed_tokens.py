@@ -13,7 +13,7 @@ import jwt
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from tocsin_server.versioning import LATEST
+from tocsin_server.web.versioning import LATEST
 
 from tests.conftest import SECRET
 from tests.support.operations import operations

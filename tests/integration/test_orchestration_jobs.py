@@ -10,7 +10,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from tocsin_server.app import create_app
 from tocsin_server.config import Settings
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.tokens import TokenAuthority
 
 from tests.integration.orchestration import age_job, defer, load, register, sql
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.tokens import TokenAuthority
 
 from tests.integration.orchestration import TRIGGER, age_job
 from tests.support.live_server import LiveServer

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.tokens import TokenAuthority
 
 from harness.databases import postgres_database
 from harness.live_server import live_server

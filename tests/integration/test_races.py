@@ -6,7 +6,7 @@ import asyncio
 from collections import Counter
 
 import httpx
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.tokens import TokenAuthority
 
 from tests.support.live_server import LiveServer
 

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import httpx
 import pytest
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.tokens import TokenAuthority
 
 from tests.support.live_server import LiveServer
 

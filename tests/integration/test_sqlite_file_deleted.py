@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.tokens import TokenAuthority
 
 from harness.databases import sqlite_database
 from harness.live_server import live_server

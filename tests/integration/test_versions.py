@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
-from tocsin_server.versioning import LATEST, VERSIONS
+from tocsin_server.web.versioning import LATEST, VERSIONS
 
 Client = TestClient[Litestar]
 

@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.testing import TestClient
 from tocsin_server.app import create_app
 from tocsin_server.config import Settings
-from tocsin_server.versioning import LATEST
+from tocsin_server.web.versioning import LATEST
 
 from tests.integration.orchestration import defer, load, register
 

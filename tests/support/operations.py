@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tocsin_server.spec import load_spec
+from tocsin_server.web.spec import load_spec
 
 from tests.contract.schema_diff import resolve_refs
 

@@ -13,8 +13,8 @@ import httpx
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
-from tocsin_server.spec import load_spec
-from tocsin_server.versioning import VERSIONS
+from tocsin_server.web.spec import load_spec
+from tocsin_server.web.versioning import VERSIONS
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 _CONFIG = Config(extra_media_type_deserializers={"application/problem+json": json.loads})

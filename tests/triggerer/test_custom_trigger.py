@@ -28,7 +28,7 @@ from tocsin_client.generated.models import (
     TaskInstanceStateName,
     VariableBody,
 )
-from tocsin_server.tokens import TokenAuthority
+from tocsin_server.web.tokens import TokenAuthority
 
 from tests.conftest import SECRET
 from tests.support.live_server import LiveServer, live_server

@@ -7,7 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from tocsin_server.json_limits import BodyRejectedError, check_json_body, nesting_depth_exceeds
+from tocsin_server.web.json_limits import BodyRejectedError, check_json_body, nesting_depth_exceeds
 
 
 def _depth(value: Any) -> int:

@@ -14,8 +14,8 @@ from litestar.params import PathParameter, QueryParameter
 from litestar.types import Guard
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tocsin_server.auth import requires, requires_job
 from tocsin_server.generated.models import DagIdValue, IdentifierValue, Problem, RunIdValue, TaskIdValue
+from tocsin_server.web.auth import requires, requires_job
 
 
 def constraints(alias: Any) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def strict_query(*names: str) -> Guard:
 
 
 EVERY: Final = (414, 431)
-"""Every request can get these, before any operation is chosen (``tocsin_server.http_limits``)."""
+"""Every request can get these, before any operation is chosen (``tocsin_server.web.http_limits``)."""
 
 
 def problems(*codes: int) -> dict[int, ResponseSpec]:

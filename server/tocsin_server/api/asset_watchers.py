@@ -19,9 +19,9 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
-from tocsin_server.api._raw import json_body
 from tocsin_server.generated.models import AssetEventList, AssetWatcher, AssetWatcherBody, AssetWatcherList
 from tocsin_server.services import asset_watchers
+from tocsin_server.web.raw_body import json_body
 
 WatcherId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 

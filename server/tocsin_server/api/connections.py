@@ -17,9 +17,9 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
-from tocsin_server.api._raw import json_body
 from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionInfo, ConnectionList
 from tocsin_server.services import connections
+from tocsin_server.web.raw_body import json_body
 
 
 @get(

@@ -19,9 +19,9 @@ from tocsin_server.api._common import (
     RunId,
     problems,
 )
-from tocsin_server.api._raw import json_body
 from tocsin_server.generated.models import DagRun, DagRunBody, DagRunList, DagRunState
 from tocsin_server.services import dag_runs
+from tocsin_server.web.raw_body import json_body
 
 
 @get(

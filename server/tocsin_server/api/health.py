@@ -9,9 +9,9 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
 from tocsin_server.api._common import problems
-from tocsin_server.auth import OPEN_ROUTE
 from tocsin_server.db.health import RETRY_AFTER_S, DatabaseHealth, NotReadyError
 from tocsin_server.generated.models import Health, Readiness, Status, Status1
+from tocsin_server.web.auth import OPEN_ROUTE
 
 
 @get("/health", operation_id="getHealth", tags=["health"], opt={OPEN_ROUTE: True}, responses=problems(400))

@@ -21,10 +21,10 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
-from tocsin_server.api._raw import json_body
-from tocsin_server.auth import job_id_of
 from tocsin_server.generated.models import Heartbeat, JobList, JobRegistration, JobRegistrationBody
 from tocsin_server.services import jobs
+from tocsin_server.web.auth import job_id_of
+from tocsin_server.web.raw_body import json_body
 
 JobId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 

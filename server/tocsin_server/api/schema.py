@@ -7,9 +7,9 @@ from typing import Annotated
 from litestar import MediaType, Response, get
 from litestar.params import QueryParameter
 
-from tocsin_server.auth import OPEN_ROUTE
-from tocsin_server.spec import spec_json
-from tocsin_server.versioning import LATEST, resolve_version
+from tocsin_server.web.auth import OPEN_ROUTE
+from tocsin_server.web.spec import spec_json
+from tocsin_server.web.versioning import LATEST, resolve_version
 
 _DOCS_PAGE = """<!doctype html>
 <html>

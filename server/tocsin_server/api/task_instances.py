@@ -25,7 +25,6 @@ from tocsin_server.api._common import (
     problems,
     strict_query,
 )
-from tocsin_server.api._raw import json_body
 from tocsin_server.generated.models import (
     TaskInstance,
     TaskInstanceBody,
@@ -35,6 +34,7 @@ from tocsin_server.generated.models import (
     TaskInstanceStateUpdate,
 )
 from tocsin_server.services import task_instances
+from tocsin_server.web.raw_body import json_body
 
 TaskInstanceId = Annotated[UUID, PathParameter()]
 

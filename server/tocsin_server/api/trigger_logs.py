@@ -22,10 +22,10 @@ from tocsin_server.api._common import (
     problems,
     strict_query,
 )
-from tocsin_server.api._raw import RawBody, raw_twin
-from tocsin_server.auth import job_id_of
 from tocsin_server.generated.models import TriggerLogBatch, TriggerLogLine, TriggerLogList, TriggerLogResult
 from tocsin_server.services import trigger_logs
+from tocsin_server.web.auth import job_id_of
+from tocsin_server.web.raw_body import RawBody, raw_twin
 
 RawTriggerLogBatch = raw_twin(TriggerLogBatch, {TriggerLogLine: raw_twin(TriggerLogLine)})
 """TriggerLogBatch whose lines keep their ``extra`` fields as raw JSON, stored as received."""

@@ -22,8 +22,6 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
-from tocsin_server.api._raw import RawBody, json_body, raw_twin
-from tocsin_server.auth import job_id_of
 from tocsin_server.generated.models import (
     CleanupResult,
     TriggerEventBody,
@@ -40,9 +38,11 @@ from tocsin_server.generated.models import (
     Workloads,
     WorkloadsBody,
 )
-from tocsin_server.problems import service_problem
 from tocsin_server.services import claims, events, maintenance, triggers
 from tocsin_server.services.workloads import build_run_trigger_workloads
+from tocsin_server.web.auth import job_id_of
+from tocsin_server.web.problems import service_problem
+from tocsin_server.web.raw_body import RawBody, json_body, raw_twin
 
 TriggerId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 RawTriggerEventBody = raw_twin(TriggerEventBody)

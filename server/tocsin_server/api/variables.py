@@ -18,9 +18,9 @@ from tocsin_server.api._common import (
     Offset,
     problems,
 )
-from tocsin_server.api._raw import json_body
 from tocsin_server.generated.models import Variable, VariableBody, VariableList
 from tocsin_server.services import variables
+from tocsin_server.web.raw_body import json_body
 
 
 @get(

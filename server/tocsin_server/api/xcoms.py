@@ -21,10 +21,10 @@ from tocsin_server.api._common import (
     TaskId,
     problems,
 )
-from tocsin_server.api._raw import json_body
-from tocsin_server.auth import ensure_dag_run_access
 from tocsin_server.generated.models import XCom, XComBody
 from tocsin_server.services import xcoms
+from tocsin_server.web.auth import ensure_dag_run_access
+from tocsin_server.web.raw_body import json_body
 
 PATH = "/execution/xcoms/{dag_id:str}/{run_id:str}/{task_id:str}/{key:str}"
 

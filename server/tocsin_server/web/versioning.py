@@ -29,7 +29,7 @@ from litestar.exceptions import NotFoundException, ValidationException
 from litestar.middleware import ASGIMiddleware
 
 from tocsin_server.errors import InvalidError
-from tocsin_server.json_limits import check_json_body
+from tocsin_server.web.json_limits import check_json_body
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send

@@ -21,7 +21,7 @@ MAX_URL_BYTES: Final = 8192
 """The longest request target (path and query) accepted; longer is 414."""
 MAX_HEADER_BYTES: Final = 32768
 """The most bytes all header field names and values may take together; more is 431."""
-PROTOCOL: Final = "tocsin_server.http_limits:LimitedHttpToolsProtocol"
+PROTOCOL: Final = "tocsin_server.web.http_limits:LimitedHttpToolsProtocol"
 """What to pass uvicorn as ``http=``."""
 _TITLES: Final = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
 """RFC 9110 and RFC 6585 names (Python's ``HTTPStatus`` still says "Request-URI Too Long")."""

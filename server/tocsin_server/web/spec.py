@@ -12,8 +12,8 @@ import yaml
 
 def spec_dir() -> Path:
     """openapi/ in a source checkout; the copy packed into the wheel otherwise."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parents[1] / "openapi", here / "_openapi"):
+    package = Path(__file__).resolve().parents[1]  # tocsin_server/
+    for candidate in (package.parents[1] / "openapi", package / "_openapi"):
         if (candidate / "versions").is_dir():
             return candidate
     msg = "the openapi/ contract files are missing from this installation"

@@ -9,7 +9,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.middleware import ASGIMiddleware
 
-from tocsin_server.tokens import Principal, TokenAuthority, TokenError
+from tocsin_server.web.tokens import Principal, TokenAuthority, TokenError
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection

@@ -28,8 +28,8 @@ from tocsin_server.errors import (
     TooLargeError,
 )
 from tocsin_server.generated.models import FieldError, Problem
-from tocsin_server.json_limits import BodyRejectedError
-from tocsin_server.versioning import UnsupportedVersionError
+from tocsin_server.web.json_limits import BodyRejectedError
+from tocsin_server.web.versioning import UnsupportedVersionError
 
 if TYPE_CHECKING:
     from litestar import Request
