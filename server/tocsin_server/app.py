@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from litestar import Litestar
 from litestar.datastructures import State
@@ -44,47 +44,21 @@ if TYPE_CHECKING:
 
     from tocsin_server.config import Settings
 
-ROUTE_HANDLERS = [
-    health.get_health,
-    health.get_ready,
-    connections.get_connection,
-    connections.list_connections,
-    connections.put_connection,
-    connections.delete_connection,
-    variables.get_variable,
-    variables.put_variable,
-    variables.delete_variable,
-    variables.list_variables,
-    xcoms.get_xcom,
-    xcoms.set_xcom,
-    task_instances.get_task_instance_states,
-    task_instances.update_task_instance_state,
-    task_instances.list_task_instances,
-    task_instances.create_task_instance,
-    task_instances.get_task_instance,
-    dag_runs.get_dag_run_state,
-    dag_runs.list_dag_runs,
-    dag_runs.create_dag_run,
-    jobs.list_jobs,
-    jobs.register_job,
-    jobs.heartbeat_job,
-    jobs.complete_job,
-    triggers.list_triggers,
-    triggers.load_triggers,
-    triggers.get_trigger_workloads,
-    triggers.submit_trigger_event,
-    triggers.submit_trigger_events,
-    triggers.submit_trigger_failure,
-    triggers.cleanup_triggers,
-    trigger_logs.ship_trigger_logs,
-    trigger_logs.get_task_instance_logs,
-    asset_watchers.list_asset_watchers,
-    asset_watchers.create_asset_watcher,
-    asset_watchers.delete_asset_watcher,
-    asset_watchers.list_asset_events,
-    schema.openapi_json,
-    schema.docs,
-]
+ROUTERS: Final = (
+    health.router,
+    connections.router,
+    variables.router,
+    xcoms.router,
+    task_instances.router,
+    dag_runs.router,
+    jobs.router,
+    triggers.router,
+    trigger_logs.router,
+    asset_watchers.router,
+    schema.router,
+)
+"""One router per API module; each module lists its own operations. The version an operation appeared in is
+declared once, in ``tocsin_server.web.versioning.VERSION_CHANGES``, not on its handler."""
 
 
 def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties: bool = True) -> Litestar:
@@ -122,7 +96,7 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
             await engine.dispose()
 
     return Litestar(
-        route_handlers=ROUTE_HANDLERS,
+        route_handlers=list(ROUTERS),
         dependencies={"db_session": Provide(provide_transaction)},
         middleware=[ApiVersionMiddleware(), BearerAuthMiddleware(authority), JsonBodyGuard()],
         before_send=[echo_version, complete_allow_header],

@@ -45,9 +45,6 @@ MapIndex = Annotated[int, QueryParameter(ge=-1, le=1_000_000)]
 MAX_ID: Final = 2**53 - 1
 """Ids stay within what JSON numbers carry exactly everywhere (JavaScript's safe integers)."""
 
-V2026_11_01: Final = {"since": "2026-11-01"}
-V2026_12_01: Final = {"since": "2026-12-01"}
-
 RUNTIME_READ: Final = requires("worker", "admin", task_instance=True)
 RUNTIME_WRITE: Final = requires("worker", "admin")
 ADMIN: Final = requires("admin")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import delete, get, post
+from litestar import Router, delete, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 
@@ -12,7 +12,6 @@ from tocsin_server.api._common import (
     ADMIN,
     AUTHED,
     MAX_ID,
-    V2026_12_01,
     WITH_BODY,
     DbSession,
     Limit,
@@ -31,7 +30,6 @@ WatcherId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
     operation_id="listAssetWatchers",
     tags=["admin"],
     guards=[ADMIN],
-    opt=V2026_12_01,
     responses=problems(*AUTHED),
 )
 async def list_asset_watchers(db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> AssetWatcherList:
@@ -43,7 +41,6 @@ async def list_asset_watchers(db_session: DbSession, limit: Limit = 100, offset:
     operation_id="createAssetWatcher",
     tags=["admin"],
     guards=[ADMIN],
-    opt=V2026_12_01,
     status_code=201,
     dto=json_body(AssetWatcherBody),
     return_dto=None,
@@ -58,7 +55,6 @@ async def create_asset_watcher(state: State, db_session: DbSession, data: JSONBo
     operation_id="deleteAssetWatcher",
     tags=["admin"],
     guards=[ADMIN],
-    opt=V2026_12_01,
     responses=problems(*AUTHED, 404),
 )
 async def delete_asset_watcher(db_session: DbSession, watcher_id: WatcherId) -> None:
@@ -70,10 +66,14 @@ async def delete_asset_watcher(db_session: DbSession, watcher_id: WatcherId) -> 
     operation_id="listAssetEvents",
     tags=["admin"],
     guards=[ADMIN],
-    opt=V2026_12_01,
     responses=problems(*AUTHED, 404),
 )
 async def list_asset_events(
     db_session: DbSession, watcher_id: WatcherId, limit: Limit = 100, offset: Offset = 0
 ) -> AssetEventList:
     return await asset_watchers.list_events(db_session, watcher_id, limit=limit, offset=offset)
+
+
+router = Router(
+    "/", route_handlers=[list_asset_watchers, create_asset_watcher, delete_asset_watcher, list_asset_events]
+)

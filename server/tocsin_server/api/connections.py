@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import delete, get, put
+from litestar import Router, delete, get, put
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
@@ -61,3 +61,6 @@ async def put_connection(db_session: DbSession, conn_id: Identifier, data: JSONB
 )
 async def delete_connection(db_session: DbSession, conn_id: Identifier) -> None:
     await connections.delete_connection(db_session, conn_id)
+
+
+router = Router("/", route_handlers=[get_connection, list_connections, put_connection, delete_connection])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import get, post
+from litestar import Router, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
@@ -57,3 +57,6 @@ async def list_dag_runs(
 )
 async def create_dag_run(db_session: DbSession, data: JSONBody[DagRunBody]) -> DagRun:
     return await dag_runs.create_dag_run(db_session, data)
+
+
+router = Router("/", route_handlers=[get_dag_run_state, list_dag_runs, create_dag_run])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, get
+from litestar import Request, Router, get
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 
@@ -28,3 +28,6 @@ async def get_ready(request: Request[Any, Any, Any]) -> Readiness:
         retry = {"Retry-After": str(RETRY_AFTER_S)}
         raise HTTPException(status_code=HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers=retry) from None
     return Readiness(status=Status1.ready, database=dialect, migration=revision)
+
+
+router = Router("/", route_handlers=[get_health, get_ready])

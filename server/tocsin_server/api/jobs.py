@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, get, post
+from litestar import Request, Router, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 
@@ -14,7 +14,6 @@ from tocsin_server.api._common import (
     JOB,
     MAX_ID,
     TRIGGERER,
-    V2026_11_01,
     WITH_BODY,
     DbSession,
     Limit,
@@ -40,7 +39,6 @@ async def list_jobs(state: State, db_session: DbSession, limit: Limit = 100, off
     operation_id="registerJob",
     tags=["triggerer"],
     guards=[TRIGGERER],
-    opt=V2026_11_01,
     status_code=201,
     dto=json_body(JobRegistrationBody),
     return_dto=None,
@@ -67,7 +65,6 @@ async def register_job(state: State, db_session: DbSession, data: JSONBody[JobRe
     operation_id="heartbeatJob",
     tags=["triggerer"],
     guards=[JOB],
-    opt=V2026_11_01,
     status_code=200,
     responses=problems(*AUTHED, 404, 409),
 )
@@ -86,10 +83,12 @@ async def heartbeat_job(
     operation_id="completeJob",
     tags=["triggerer"],
     guards=[JOB],
-    opt=V2026_11_01,
     status_code=204,
     responses=problems(*AUTHED, 404),
 )
 async def complete_job(request: Request[Any, Any, Any], db_session: DbSession, job_id: JobId) -> None:
     jobs.check_owner(job_id, job_id_of(request.scope))
     await jobs.complete(db_session, job_id)
+
+
+router = Router("/", route_handlers=[list_jobs, register_job, heartbeat_job, complete_job])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import MediaType, Response, get
+from litestar import MediaType, Response, Router, get
 from litestar.params import QueryParameter
 
 from tocsin_server.web.auth import OPEN_ROUTE
@@ -36,3 +36,6 @@ async def openapi_json(version: Version = None) -> Response[bytes]:
 @get("/docs", include_in_schema=False, opt={OPEN_ROUTE: True}, media_type=MediaType.HTML)
 async def docs(version: Version = None) -> str:
     return _DOCS_PAGE.format(version=resolve_version(version or LATEST))
+
+
+router = Router("/", route_handlers=[openapi_json, docs])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from litestar import get, patch, post
+from litestar import Router, get, patch, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
@@ -113,3 +113,15 @@ async def create_task_instance(db_session: DbSession, data: JSONBody[TaskInstanc
 )
 async def get_task_instance(db_session: DbSession, task_instance_id: TaskInstanceId) -> TaskInstance:
     return await task_instances.get_task_instance(db_session, task_instance_id)
+
+
+router = Router(
+    "/",
+    route_handlers=[
+        get_task_instance_states,
+        update_task_instance_state,
+        list_task_instances,
+        create_task_instance,
+        get_task_instance,
+    ],
+)

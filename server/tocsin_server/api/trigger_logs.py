@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Request, get, post
+from litestar import Request, Router, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET
@@ -14,7 +14,6 @@ from tocsin_server.api._common import (
     ADMIN,
     AUTHED,
     JOB,
-    V2026_12_01,
     WITH_BODY,
     DbSession,
     Limit,
@@ -36,7 +35,6 @@ RawTriggerLogBatch = raw_twin(TriggerLogBatch, {TriggerLogLine: raw_twin(Trigger
     operation_id="shipTriggerLogs",
     tags=["triggerer"],
     guards=[JOB],
-    opt=V2026_12_01,
     status_code=200,
     dto=RawBody.of(TriggerLogBatch, RawTriggerLogBatch),
     return_dto=None,
@@ -60,7 +58,6 @@ async def ship_trigger_logs(
     operation_id="getTaskInstanceLogs",
     tags=["admin"],
     guards=[ADMIN, strict_query("try_number")],
-    opt=V2026_12_01,
     responses=problems(*AUTHED, 404),
 )
 async def get_task_instance_logs(
@@ -71,3 +68,6 @@ async def get_task_instance_logs(
     offset: Offset = 0,
 ) -> TriggerLogList:
     return await trigger_logs.read(db_session, task_instance_id, try_number, limit=limit, offset=offset)
+
+
+router = Router("/", route_handlers=[ship_trigger_logs, get_task_instance_logs])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, get, post
+from litestar import Request, Router, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody, PathParameter
 from msgspec import UNSET
@@ -14,8 +14,6 @@ from tocsin_server.api._common import (
     AUTHED,
     JOB,
     MAX_ID,
-    V2026_11_01,
-    V2026_12_01,
     WITH_BODY,
     DbSession,
     Limit,
@@ -79,7 +77,6 @@ async def list_triggers(db_session: DbSession, limit: Limit = 100, offset: Offse
     operation_id="loadTriggers",
     tags=["triggerer"],
     guards=[JOB],
-    opt=V2026_11_01,
     status_code=200,
     dto=json_body(TriggerLoadBody),
     return_dto=None,
@@ -106,7 +103,6 @@ async def load_triggers(
     operation_id="getTriggerWorkloads",
     tags=["triggerer"],
     guards=[JOB],
-    opt=V2026_11_01,
     status_code=200,
     dto=json_body(WorkloadsBody),
     return_dto=None,
@@ -132,7 +128,6 @@ async def get_trigger_workloads(
     operation_id="submitTriggerEvent",
     tags=["triggerer"],
     guards=[JOB],
-    opt=V2026_11_01,
     status_code=200,
     dto=RawBody.of(TriggerEventBody, RawTriggerEventBody),
     return_dto=None,
@@ -158,7 +153,6 @@ async def submit_trigger_event(
     operation_id="submitTriggerEvents",
     tags=["triggerer"],
     guards=[JOB],
-    opt=V2026_12_01,
     status_code=200,
     dto=RawBody.of(TriggerEventsBody, RawTriggerEventsBody),
     return_dto=None,
@@ -193,7 +187,6 @@ async def submit_trigger_events(
     operation_id="submitTriggerFailure",
     tags=["triggerer"],
     guards=[JOB],
-    opt=V2026_11_01,
     status_code=200,
     dto=json_body(TriggerFailureBody),
     return_dto=None,
@@ -212,10 +205,23 @@ async def submit_trigger_failure(
     operation_id="cleanupTriggers",
     tags=["triggerer"],
     guards=[JOB],
-    opt=V2026_11_01,
     status_code=200,
     responses=problems(*AUTHED),
 )
 async def cleanup_triggers(state: State, db_session: DbSession) -> CleanupResult:
     ran, deleted = await maintenance.cleanup(db_session, interval_s=state.settings.cleanup_interval_s)
     return CleanupResult(deleted=deleted, ran=ran)
+
+
+router = Router(
+    "/",
+    route_handlers=[
+        list_triggers,
+        load_triggers,
+        get_trigger_workloads,
+        submit_trigger_event,
+        submit_trigger_events,
+        submit_trigger_failure,
+        cleanup_triggers,
+    ],
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar import delete, get, put
+from litestar import Router, delete, get, put
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
@@ -62,3 +62,6 @@ async def delete_variable(db_session: DbSession, key: Identifier) -> None:
 @get("/api/v1/variables", operation_id="listVariables", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
 async def list_variables(db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> VariableList:
     return await variables.list_variables(db_session, limit=limit, offset=offset)
+
+
+router = Router("/", route_handlers=[get_variable, put_variable, delete_variable, list_variables])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, get, post
+from litestar import Request, Router, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
@@ -63,3 +63,6 @@ async def set_xcom(
     map_index: MapIndex = -1,
 ) -> XCom:
     return await xcoms.set_xcom(db_session, xcoms.XComKey(dag_id, run_id, task_id, map_index, key), data)
+
+
+router = Router("/", route_handlers=[get_xcom, set_xcom])
