@@ -11,18 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from tocsin_server.db import migrate
 from tocsin_server.db.models import Base
-from tocsin_server.db.types import STORED_UUID
-
-
-def _sqlite_guid(sync: Connection, difference: object) -> bool:
-    """SQLite reflects the 16-byte ``BINARY(16)`` UUID column as NUMERIC(16): the same column, reported as a change."""
-    nested = difference[0] if isinstance(difference, list) else difference
-    return (
-        sync.dialect.name == "sqlite"
-        and isinstance(nested, tuple)
-        and nested[0] == "modify_type"
-        and isinstance(nested[-1], type(STORED_UUID))
-    )
+from tocsin_server.db.types import compare_type_in_migration
 
 
 def _drift(url: str) -> list[object]:
@@ -32,8 +21,8 @@ def _drift(url: str) -> list[object]:
             async with engine.connect() as connection:
 
                 def compare(sync: Connection) -> list[object]:
-                    context = MigrationContext.configure(sync, opts={"compare_type": True})
-                    return [d for d in compare_metadata(context, Base.metadata) if not _sqlite_guid(sync, d)]
+                    context = MigrationContext.configure(sync, opts={"compare_type": compare_type_in_migration})
+                    return list(compare_metadata(context, Base.metadata))
 
                 return await connection.run_sync(compare)
         finally:

@@ -9,6 +9,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from tocsin_server.db.models import Base
+from tocsin_server.db.types import compare_type_in_migration, render_in_migration
 
 config = context.config
 target_metadata = Base.metadata
@@ -19,7 +20,8 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
+        compare_type=compare_type_in_migration,
+        render_item=render_in_migration,
     )
     with context.begin_transaction():
         context.run_migrations()
