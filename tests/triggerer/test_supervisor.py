@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 from tocsin_client import serde
-from tocsin_client.triggerer import EXIT_CRASHED, EXIT_FENCED, EXIT_OK, Triggerer
+from tocsin_client.triggerer import EXIT_CRASHED, EXIT_FENCED, EXIT_OK
+from tocsin_client.triggerer._claims import Claims
+from tocsin_client.triggerer._lease import Lease
 
 from tests.triggerer.conftest import Running, eventually
 from tests.triggerer.fake_server import FakeJob, FakeServer, answer_for, problem, refuse_connections
@@ -236,26 +238,32 @@ async def test__lost_lease__an_event_queued_under_the_old_job__still_resumes_its
 
 
 @pytest.mark.parametrize(
-    ("duty", "method"),
+    ("duty", "owner", "method"),
     [
-        ("heartbeat", "_heartbeat_once"),
-        ("claim cycle", "_cycle_once"),
+        ("heartbeat", Lease, "beat"),
+        ("claim cycle", Claims, "cycle"),
     ],
 )
 async def test__crashed_duty__exits_non_zero_naming_it(
-    fake: FakeServer, start: Start, duty: str, method: str, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+    fake: FakeServer,
+    start: Start,
+    duty: str,
+    owner: type[Any],
+    method: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: Any,
 ) -> None:
     calls = 0
-    original = getattr(Triggerer, method)
+    original = getattr(owner, method)
 
-    async def crash_on_third_call(self: Triggerer) -> Any:
+    async def crash_on_third_call(self: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise KeyError("a bug")
         return await original(self)
 
-    monkeypatch.setattr(Triggerer, method, crash_on_third_call)
+    monkeypatch.setattr(owner, method, crash_on_third_call)
     fired = fake.add_trigger(f"{P}.FireNow", {})
     running = start()
     assert await running.exit_code() == EXIT_CRASHED

@@ -15,7 +15,6 @@ each item's own status is judged as if it had been sent alone. The answer decide
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -110,7 +109,6 @@ class Outbox:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._workers: list[asyncio.Task[None]] = []
         self._retry_handles: set[asyncio.TimerHandle] = set()
         self._warned_terminal = False
         self._bulk = getattr(client, "submit_trigger_events", None) if _EVENTS_BODY and _EVENT_ITEM else None
@@ -147,26 +145,15 @@ class Outbox:
 
     # -- running ---------------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the delivery workers."""
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"event delivery {n}") for n in range(self._concurrency)
-        ]
-
     @property
-    def workers(self) -> list[asyncio.Task[None]]:
-        """The delivery tasks (the supervisor watches them: one that crashes stops the triggerer)."""
-        return list(self._workers)
+    def concurrency(self) -> int:
+        """How many ``work`` loops should run (items in flight at once)."""
+        return self._concurrency
 
     async def close(self) -> None:
-        """Stop delivering; whatever is left is dropped (and logged)."""
+        """Stop retrying, after the ``work`` loops were stopped; whatever is left is dropped (and logged)."""
         for handle in self._retry_handles:
             handle.cancel()
-        for worker in self._workers:
-            worker.cancel()
-        for worker in self._workers:
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # a crashed one was reported already
-                await worker
         if left := len(self._ready) + self._waiting:
             _log.warning("%d events or failures were not delivered; their triggers will run again elsewhere", left)
 
@@ -179,7 +166,8 @@ class Outbox:
             return False
         return True
 
-    async def _work(self) -> None:
+    async def work(self) -> None:
+        """One delivery loop, until cancelled (the supervisor runs ``concurrency`` of them as its duties)."""
         while True:
             while not self._ready:
                 self._wake.clear()

@@ -5,6 +5,7 @@ Each runner is ``python -m tocsin_client.triggerer.runner`` with one end of a so
 dying, and the supervisor is told which triggers it held, so they are fetched and started again. ``CrashGuard``
 blames a crash on the trigger(s) that were starting: suspects start again apart from the others, and one that
 killed its runner ``QUARANTINE_AFTER`` times is quarantined (``on_quarantine``) instead of started again.
+Which trigger is placed on which runner, parked or quarantined is the ``Registry``'s to know, not the pool's.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tocsin_client.triggerer._frames import (
 
 if TYPE_CHECKING:
     from tocsin_client.generated.models import RunTrigger
+    from tocsin_client.triggerer._registry import Registry
     from tocsin_client.triggerer.config import TriggererConfig
 
 __all__ = ["RunnerPool"]
@@ -57,7 +59,6 @@ class _Runner:
         self.process: asyncio.subprocess.Process | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reader_task: asyncio.Task[None] | None = None
-        self.trigger_ids: set[int] = set()
         self.last_tick = time.monotonic()
         self.lag_s = 0.0
         self.running = 0
@@ -74,10 +75,11 @@ class _Runner:
 
 
 class RunnerPool:
-    """K runner processes and which triggers each holds.
+    """K runner processes; ``registry`` keeps which triggers each holds.
 
     Args:
         config: The triggerer's settings.
+        registry: The triggerer's books of held and running triggers.
         on_report: Called with each ``Report`` a runner sends.
         on_lost: Called with the trigger ids a runner held when it died unexpectedly.
         on_token_request: Called with a trigger id whose task-instance token expired; answer with ``grant``.
@@ -88,6 +90,7 @@ class RunnerPool:
     def __init__(
         self,
         config: TriggererConfig,
+        registry: Registry,
         on_report: Callable[[Report], None],
         on_lost: Callable[[set[int]], None],
         on_token_request: Callable[[int], None] | None = None,
@@ -96,17 +99,14 @@ class RunnerPool:
         guard: CrashGuard | None = None,
     ) -> None:
         self._config = config
+        self._registry = registry
         self._on_report = on_report
         self._on_lost = on_lost
         self._on_token_request = on_token_request
         self._on_quarantine = on_quarantine
         self._guard = guard or CrashGuard()
         self._runners = [_Runner(index) for index in range(config.runners)]
-        self._owner: dict[int, _Runner] = {}
-        self._parked: dict[int, RunTrigger] = {}  # suspects of a crash, waiting for their turn to start
-        self._quarantined: set[int] = set()
         self._last_tidy = time.monotonic()
-        self._stopped: set[int] = set()  # cancelled on a 409 and kept as handled
         self._closing = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -193,12 +193,12 @@ class RunnerPool:
         admitted = []
         for workload in workloads:
             trigger_id = workload.trigger_id
-            if trigger_id in self._owner or trigger_id in self._quarantined:
+            if not self._registry.placeable(trigger_id):
                 continue
             if self._guard.admit(trigger_id):
                 admitted.append(workload)
             else:
-                self._parked[trigger_id] = workload
+                self._registry.park(workload)
         sent = self._send(admitted)
         self._release()
         return sent
@@ -209,10 +209,10 @@ class RunnerPool:
         if now - self._last_tidy > self._guard.probation_s:
             self._last_tidy = now
             self._guard.tidy(now)
-        if not self._parked or self._closing:
+        if not self._registry.has_parked or self._closing:
             return
         group = self._guard.release(now)
-        if workloads := [self._parked.pop(trigger_id) for trigger_id in group if trigger_id in self._parked]:
+        if workloads := self._registry.unpark(group):
             _log.warning("starting %d trigger(s) suspected of crashing a runner apart: %s", len(workloads), group)
             self._send(workloads)
 
@@ -221,13 +221,12 @@ class RunnerPool:
         sent = 0
         now = time.monotonic()
         for workload in workloads:
-            if workload.trigger_id in self._owner:
+            if self._registry.runner_of(workload.trigger_id) is not None:
                 continue
             self._guard.started(workload.trigger_id, now)
-            runner = min(self._runners, key=lambda candidate: len(candidate.trigger_ids))
-            runner.trigger_ids.add(workload.trigger_id)
-            self._owner[workload.trigger_id] = runner
-            batches.setdefault(runner.index, []).append(workload)
+            index = self._registry.lightest()
+            self._registry.place(workload.trigger_id, index)
+            batches.setdefault(index, []).append(workload)
             sent += 1
         for index, batch in batches.items():
             for offset in range(0, len(batch), START_BATCH):
@@ -236,47 +235,23 @@ class RunnerPool:
 
     def cancel(self, trigger_ids: Iterable[int]) -> None:
         """Cancel triggers wherever they run and forget them."""
-        by_runner: dict[int, list[int]] = {}
+        trigger_ids = list(trigger_ids)
         for trigger_id in trigger_ids:
-            self._stopped.discard(trigger_id)
-            self._parked.pop(trigger_id, None)
-            self._quarantined.discard(trigger_id)
             self._guard.forget(trigger_id)
-            runner = self._owner.pop(trigger_id, None)
-            if runner is not None:
-                runner.trigger_ids.discard(trigger_id)
-                by_runner.setdefault(runner.index, []).append(trigger_id)
-        for index, ids in by_runner.items():
+        for index, ids in self._registry.forget(trigger_ids).items():
             self._runners[index].send(encode(Cancel(trigger_ids=ids)))
 
     def stop_trigger(self, trigger_id: int) -> None:
         """Cancel a trigger but remember it as handled, so it is not started again while the server lists it."""
-        runner = self._owner.get(trigger_id)
-        if runner is not None:
-            self._stopped.add(trigger_id)
-            runner.send(encode(Cancel(trigger_ids=[trigger_id])))
-
-    def stopped(self) -> set[int]:
-        """The triggers ``stop_trigger`` cancelled and still counts as handled."""
-        return set(self._stopped)
+        index = self._registry.stop(trigger_id)
+        if index is not None:
+            self._runners[index].send(encode(Cancel(trigger_ids=[trigger_id])))
 
     def grant(self, trigger_id: int, token: str | None) -> None:
         """Answer a runner's token request."""
-        runner = self._owner.get(trigger_id)
-        if runner is not None:
-            runner.send(encode(TokenGrant(trigger_id=trigger_id, token=token)))
-
-    def __contains__(self, trigger_id: object) -> bool:
-        return trigger_id in self._owner or trigger_id in self._parked or trigger_id in self._quarantined
-
-    def dispatched(self) -> set[int]:
-        """The ids handed to the pool (running, finished but still held, parked or quarantined)."""
-        return set(self._owner) | set(self._parked) | self._quarantined
-
-    @property
-    def quarantined(self) -> frozenset[int]:
-        """Triggers that killed their runner too often: never started again while held."""
-        return frozenset(self._quarantined)
+        index = self._registry.runner_of(trigger_id)
+        if index is not None:
+            self._runners[index].send(encode(TokenGrant(trigger_id=trigger_id, token=token)))
 
     # -- health ----------------------------------------------------------------------------------------------------
 
@@ -337,14 +312,15 @@ class RunnerPool:
         code = await runner.process.wait() if runner.process is not None else None
         now = time.monotonic()
         runner.crashes = 1 if now - runner.spawned_at >= STABLE_S else runner.crashes + 1
-        verdict = self._guard.crashed(runner.trigger_ids, now)
+        held = self._registry.on_runner(runner.index)
+        verdict = self._guard.crashed(held, now)
         delay = backoff_delay(runner.crashes, base_s=RESTART_BASE_S, max_s=RESTART_MAX_S)
         blame = f"; it was starting {sorted(verdict.suspects)}" if verdict.suspects else ""
         _log.error(
             "runner %s exited unexpectedly (code %s) holding %d triggers%s; restarting in %.1f s (crash %d in a row)",
             runner.index,
             code,
-            len(runner.trigger_ids),
+            len(held),
             blame,
             delay,
             runner.crashes,
@@ -355,7 +331,7 @@ class RunnerPool:
                 trigger_id,
                 crashes,
             )
-            self._quarantined.add(trigger_id)
+            self._registry.quarantine(trigger_id)
             if self._on_quarantine is not None:
                 self._on_quarantine(trigger_id, crashes, code)
         await asyncio.sleep(delay)
@@ -363,9 +339,6 @@ class RunnerPool:
             return
         await self._spawn(runner)
         # Only now forget what it held: until the new process is up, nothing may be dispatched to this slot.
-        lost = set(runner.trigger_ids)
-        for trigger_id in lost:
-            self._owner.pop(trigger_id, None)
-        runner.trigger_ids.clear()
+        lost = self._registry.runner_lost(runner.index)
         runner.running = 0
-        self._on_lost(lost - self._quarantined)
+        self._on_lost(lost)
