@@ -100,7 +100,7 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
     }
 
 
-AUTHED: Final = (400, 401, 403)
-"""Every authenticated operation can answer these."""
+AUTHED: Final = (400, 401, 403, 503)
+"""Every authenticated operation can answer these (each one uses the database, so 503 while it is away)."""
 WITH_BODY: Final = (*AUTHED, 413, 422)
 """And these when it takes a body."""

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any, TypeAlias
 from uuid import UUID
 
-from msgspec import UNSET, Meta, UnsetType
+from msgspec import UNSET, Meta, Raw, UnsetType
 from msgspec import Struct as _Struct
 
 
@@ -1006,7 +1006,7 @@ class TriggerEventItem(Struct, kw_only=True):
         ),
     ]
     payload: Annotated[
-        Any,
+        Raw,
         Meta(
             description="The event payload, serde-encoded; the server stores it without decoding it.",
             examples=[{"status": "done"}],
@@ -1015,10 +1015,11 @@ class TriggerEventItem(Struct, kw_only=True):
     event_type: EventType | UnsetType = UNSET
     xcoms: (
         Annotated[
-            dict[str, Any],
+            Raw,
             Meta(
                 description="For terminal event types, XComs to push for the task instance before it ends (key → JSON value).",
                 examples=[{"return_value": {"rows": 42}}],
+                extra_json_schema={"extra": {"type": "object"}},
             ),
         ]
         | UnsetType
@@ -1090,10 +1091,11 @@ class TriggerLogLine(Struct, kw_only=True):
     ) = UNSET
     extra: (
         Annotated[
-            dict[str, Any],
+            Raw,
             Meta(
                 description="The line's other structured fields.",
                 examples=[{"attempt": 2}],
+                extra_json_schema={"extra": {"type": "object"}},
             ),
         ]
         | UnsetType
@@ -1399,7 +1401,7 @@ class TriggerEventBody(Struct, kw_only=True):
         ),
     ]
     payload: Annotated[
-        Any,
+        Raw,
         Meta(
             description="The event payload, serde-encoded; the server stores it without decoding it.",
             examples=[{"status": "done"}],
@@ -1408,10 +1410,11 @@ class TriggerEventBody(Struct, kw_only=True):
     event_type: EventType | UnsetType = UNSET
     xcoms: (
         Annotated[
-            dict[str, Any],
+            Raw,
             Meta(
                 description="For terminal event types, XComs to push for the task instance before it ends (key → JSON value).",
                 examples=[{"return_value": {"rows": 42}}],
+                extra_json_schema={"extra": {"type": "object"}},
             ),
         ]
         | UnsetType

@@ -4,7 +4,9 @@ Litestar decodes a body to Python values and then converts them to the handler's
 passes as an integer), and a ``msgspec.Raw`` field cannot survive that path. ``RawBody[Model]`` is a tiny DTO
 that decodes the body bytes once, strictly, straight into a twin of the generated ``Model``:
 
-- opaque fields (``payload``, XCom values, log ``extra``) of a ``raw_twin`` are ``msgspec.Raw``, never decoded;
+- opaque fields stay ``msgspec.Raw``, never decoded: the spec marks them (``x-tocsin-opaque``) and codegen types
+  them ``Raw`` in the generated server model (tools/opaque_fields.py), so a twin finds them by type, never by
+  name; one the spec types as an object carries that in its ``Meta`` and is checked to be one;
 - integer fields take any integral JSON number, as JSON Schema does (``1.0`` and ``1e0`` are the integer 1;
   ``1.5`` is not, and is refused naming the field): msgspec's strict mode refuses ``1.0`` for an ``int``, so
   the twin reads ``int | float`` under the same constraints and the float is turned back into an ``int``.
@@ -32,8 +34,6 @@ if typing.TYPE_CHECKING:
     from litestar.dto.data_structures import DTOFieldDefinition
     from litestar.openapi.spec import Reference, Schema
 
-_RAW_FIELDS: Final = frozenset({"payload", "xcoms", "extra"})
-"""Fields holding JSON the server stores as received and never decodes."""
 _OBJECTS_KEY: Final = "__raw_objects__"
 """Class attribute of a twin: its raw fields that the spec types as JSON objects."""
 _INTEGERS_KEY: Final = "__integer_fields__"
@@ -63,15 +63,30 @@ def _substitute(annotation: Any, replacements: Mapping[type, type]) -> Any:
     return annotation
 
 
-def _is_object(annotation: Any) -> bool:
-    """Whether the spec types the field as an object (``dict[...]``, maybe annotated, optional or unset)."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Annotated:
-        return _is_object(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
+def _value_arm(annotation: Any) -> Any:
+    """The one value type of a field annotation, without its ``| None`` or ``| UnsetType`` arms."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         kinds = [arg for arg in typing.get_args(annotation) if arg not in (type(None), msgspec.UnsetType)]
-        return len(kinds) == 1 and _is_object(kinds[0])
-    return origin is dict or annotation is dict
+        return kinds[0] if len(kinds) == 1 else annotation
+    return annotation
+
+
+def _is_raw(annotation: Any) -> bool:
+    """Whether the generated model types the field ``msgspec.Raw`` (the spec marked it opaque)."""
+    arm = _value_arm(annotation)
+    if typing.get_origin(arm) is typing.Annotated:
+        arm = typing.get_args(arm)[0]
+    return arm is msgspec.Raw
+
+
+def _is_raw_object(annotation: Any) -> bool:
+    """Whether a raw field must hold a JSON object: codegen leaves the spec's ``type: object`` in its ``Meta``
+    (``extra_json_schema={"extra": {"type": "object"}}``, which Litestar also publishes)."""
+    arm = _value_arm(annotation)
+    if not _is_raw(annotation) or typing.get_origin(arm) is not typing.Annotated:
+        return False
+    metas = [extra for extra in typing.get_args(arm)[1:] if isinstance(extra, msgspec.Meta)]
+    return any((meta.extra_json_schema or {}).get("extra", {}).get("type") == "object" for meta in metas)
 
 
 def _leaf(annotation: type, replacements: Mapping[type, type]) -> Any:
@@ -93,34 +108,31 @@ def _holds_integers(annotation: Any) -> bool:
 
 
 def json_twin(model: type[msgspec.Struct]) -> type[msgspec.Struct]:
-    """The twin of ``model`` with no raw fields (integers read as JSON Schema reads them); one per model."""
+    """The twin of ``model`` (integers read as JSON Schema reads them, opaque fields raw); one per model."""
     twin = _TWINS.get(model)
     if twin is None:
-        twin = _TWINS[model] = _twin(model, raw=frozenset(), replacements={})
+        twin = _TWINS[model] = _twin(model, replacements={})
     return twin
 
 
 def raw_twin(model: type[msgspec.Struct], replacements: Mapping[type, type] | None = None) -> type[msgspec.Struct]:
-    """A struct like ``model`` whose opaque JSON fields decode to ``msgspec.Raw``.
+    """A twin of ``model`` with the given twins of its nested structs; its opaque fields decode to ``msgspec.Raw``.
 
-    A raw field the spec types as an object is still checked to be one (``check_raw_objects``), by its first
-    byte: msgspec has already parsed the raw value as JSON to find its end, so it decodes nothing more.
+    Which fields are opaque is the contract's word: the generated model already types them ``Raw``. A raw
+    field the spec types as an object is still checked to be one (``finish``), by its first byte: msgspec has
+    already parsed the raw value as JSON to find its end, so it decodes nothing more.
     """
-    return _twin(model, raw=_RAW_FIELDS, replacements=replacements or {})
+    return _twin(model, replacements=replacements or {})
 
 
-def _twin(
-    model: type[msgspec.Struct], *, raw: frozenset[str], replacements: Mapping[type, type]
-) -> type[msgspec.Struct]:
+def _twin(model: type[msgspec.Struct], *, replacements: Mapping[type, type]) -> type[msgspec.Struct]:
     fields: list[tuple[str, Any, Any] | tuple[str, Any]] = []
     infos = msgspec.structs.fields(model)
-    objects = frozenset(i.name for i in infos if i.name in raw and _is_object(i.type))
-    integers = frozenset(i.name for i in infos if i.name not in raw and _holds_integers(i.type))
+    objects = frozenset(i.name for i in infos if _is_raw_object(i.type))
+    integers = frozenset(i.name for i in infos if _holds_integers(i.type))
     for info in infos:
-        annotation = msgspec.Raw if info.name in raw else _substitute(info.type, replacements)
-        if info.name in raw and info.default is not msgspec.NODEFAULT:
-            fields.append((info.name, annotation | msgspec.UnsetType, msgspec.UNSET))
-        elif info.default is not msgspec.NODEFAULT:
+        annotation = _substitute(info.type, replacements)
+        if info.default is not msgspec.NODEFAULT:
             fields.append((info.name, annotation, info.default))
         else:
             fields.append((info.name, annotation))
