@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 from tocsin_client import serde
-from tocsin_client.generated.models import TriggerEventBody
 
 from tests.support.live_server import LiveServer, free_port
 from tests.triggerer.e2e_support import P, Triggerer, in_seconds, poll
@@ -41,9 +40,6 @@ def test__defer_fire_resume__the_event_lands_in_next_kwargs(
     assert ti.trigger_id is None
 
 
-@pytest.mark.skipif(
-    "event_type" not in TriggerEventBody.__struct_fields__, reason="typed events arrive with API version 2026-12-01"
-)
 def test__terminal_event__ends_the_task(
     start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
 ) -> None:

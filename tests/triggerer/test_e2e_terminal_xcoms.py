@@ -12,17 +12,11 @@ from typing import Any
 
 import pytest
 from tocsin_client import serde
-from tocsin_client.generated.models import TriggerEventBody
 
 from tests.support.live_server import LiveServer
 from tests.triggerer.e2e_support import P, Triggerer
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        "xcoms" not in TriggerEventBody.__struct_fields__, reason="xcoms on events arrive with API version 2026-12-01"
-    ),
-]
+pytestmark = pytest.mark.slow
 
 
 def test__task_success_event_with_xcoms__ends_the_task_in_success_with_its_xcoms_readable(

@@ -50,15 +50,6 @@ async def test__server_down__lines_stay_and_go_out_later() -> None:
     assert stats.log_lines_dropped == 0
 
 
-async def test__without_a_logs_endpoint__nothing_is_buffered() -> None:
-    stats = Stats()
-    shipper = LogShipper(None, stats)
-    shipper.add([line(1)], dropped_upstream=1)
-    assert len(shipper) == 0
-    assert not shipper.enabled
-    assert stats.log_lines_dropped == 1
-
-
 def test__batches__stay_under_the_body_budget_and_a_long_line_goes_alone() -> None:
     from tocsin_client.triggerer._logship import BATCH_BYTES, LINE_OVERHEAD
 

@@ -357,31 +357,19 @@ async def test__metrics__are_served_on_the_given_port(fake: FakeServer, start: S
 
 
 async def test__many_simultaneous_fires__go_out_in_few_requests(fake: FakeServer, start: Start) -> None:
-    from tocsin_client.triggerer._outbox import _EVENTS_BODY
-
     moment = datetime.now(UTC) + timedelta(seconds=1.0)
     ids = [fake.add_trigger("tocsin_client.triggers.DateTimeTrigger", {"moment": moment}) for _ in range(300)]
     running = start()
     await eventually(lambda: running.triggerer.running == 300)
     await eventually(lambda: all(fake.events_for(t) for t in ids), what="all 300 events")
-    single_calls = fake.calls(r"/execution/triggers/\d+/event")
-    if _EVENTS_BODY is None:  # a client from before the bulk endpoint: concurrent single submissions
-        assert single_calls == 300
-    else:
-        assert single_calls == 0
-        assert fake.bulk_calls <= 20
+    assert fake.calls(r"/execution/triggers/\d+/event") == 0  # they went in bulk
+    assert fake.bulk_calls <= 20
     latencies = running.triggerer.stats.fire_to_sent_s
     assert len(latencies) == 300
     assert max(latencies) < 1.0
 
 
 async def test__trigger_log_lines__are_shipped_with_trigger_and_task_instance(fake: FakeServer, start: Start) -> None:
-    from tocsin_client.generated import models
-
-    if not hasattr(models, "TriggerLogBatch"):
-        import pytest
-
-        pytest.skip("log shipping arrives with API version 2026-12-01")
     trigger_id = fake.add_trigger(f"{P}.Logging", {})
     start()
     await eventually(lambda: any(line["event"] == "hello from trigger" for line in fake.log_lines), what="shipped")

@@ -1,8 +1,7 @@
 """Per-trigger log lines, shipped to the API server in batches.
 
 The buffer is bounded: when the server is slow or down it keeps the newest lines and counts what it dropped.
-Each batch also tells the server how many lines were dropped since the last one. A client generated from an
-API version without the logs endpoint (before 2026-12-01) ships nothing: the lines stay in the runner's own log.
+Each batch also tells the server how many lines were dropped since the last one.
 
 Lines travel whole (the server applies the line limit). A batch is sized so its body stays under the server's
 default body limit; should a server with a smaller limit still answer 413, the batch is split in halves and a
@@ -44,7 +43,7 @@ class LogShipper:
 
     def __init__(
         self,
-        send: Send | None,
+        send: Send,
         stats: Stats,
         *,
         capacity: int = 10_000,
@@ -61,19 +60,12 @@ class LogShipper:
         self._failures = 0
         self._dropped = 0  # since the last shipped batch
 
-    @property
-    def enabled(self) -> bool:
-        """Whether the server takes log lines."""
-        return self._send is not None
-
     def __len__(self) -> int:
         return len(self._lines)
 
     def add(self, lines: Iterable[LogLine], dropped_upstream: int = 0) -> None:
         """Buffer lines; the oldest give way when full."""
         self._drop(dropped_upstream)
-        if self._send is None:
-            return
         for line in lines:
             if len(self._lines) == self._lines.maxlen:
                 self._evict()
@@ -85,7 +77,7 @@ class LogShipper:
 
     async def run(self) -> None:
         """Ship until cancelled."""
-        while self._send is not None:
+        while True:
             try:
                 async with asyncio.timeout(self._interval_s):
                     await self._full.wait()
@@ -97,7 +89,7 @@ class LogShipper:
 
     async def flush(self) -> bool:
         """Ship everything buffered now; False after a failed attempt (the lines stay)."""
-        while self._lines and self._send is not None:
+        while self._lines:
             batch = self._take()
             dropped, self._dropped = self._dropped, 0
             unsent, unreported = await self._ship(batch, dropped)
@@ -124,7 +116,6 @@ class LogShipper:
     async def _ship(self, batch: list[LogLine], dropped: int) -> tuple[list[LogLine], int]:
         """Send ``batch``, splitting it on 413; returns what a transient error left unsent and the dropped count
         not reported yet."""
-        assert self._send is not None
         parts = [batch]
         while parts:
             part = parts.pop(0)

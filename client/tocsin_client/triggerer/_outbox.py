@@ -1,8 +1,8 @@
 """The outbox: fired events and failures wait here until the server has them.
 
-Items go out at once, ``concurrency`` requests at a time; when the API version has the bulk endpoint
-(``submitTriggerEvents``, 2026-12-01) the events that are ready go together, up to ``BULK_MAX`` per request, and
-each item's own status is judged as if it had been sent alone. The answer decides what happens next:
+Items go out at once, ``concurrency`` requests at a time; the events that are ready go together
+(``submitTriggerEvents``), up to ``BULK_MAX`` per request, and each item's own status is judged as if it had been
+sent alone. Failures, and events the server refused as part of a bulk request, go alone. The answer decides what happens next:
 
 - 2xx: delivered.
 - transient (connection error, timeout, 429, 5xx): kept, retried after a jittered backoff; nothing else stops.
@@ -32,8 +32,13 @@ from tocsin_client.errors import (
     TocsinError,
     ValidationError,
 )
-from tocsin_client.generated import models
-from tocsin_client.generated.models import TriggerEventBody, TriggerFailureBody
+from tocsin_client.generated.models import (
+    Problem,
+    TriggerEventBody,
+    TriggerEventItem,
+    TriggerEventsBody,
+    TriggerFailureBody,
+)
 from tocsin_client.triggerer._backoff import backoff_delay
 from tocsin_client.triggerer._frames import EventOut, FailureOut
 from tocsin_client.triggerer._stats import Stats
@@ -41,11 +46,6 @@ from tocsin_client.triggerer._stats import Stats
 __all__ = ["Outbox"]
 
 _log = logging.getLogger("tocsin.triggerer")
-_EVENT_TYPE_ON_WIRE: Final = "event_type" in TriggerEventBody.__struct_fields__
-_XCOMS_ON_WIRE: Final = "xcoms" in TriggerEventBody.__struct_fields__
-# The bulk endpoint arrived with API version 2026-12-01; a client generated from an older contract lacks it.
-_EVENTS_BODY: Final[Any] = getattr(models, "TriggerEventsBody", None)
-_EVENT_ITEM: Final[Any] = getattr(models, "TriggerEventItem", None)
 BULK_MAX: Final = 1000
 _POISON: Final = frozenset({413, 422})
 
@@ -61,10 +61,8 @@ class _Item:
 
 
 def _event_fields(event: EventOut) -> dict[str, Any]:
-    fields: dict[str, Any] = {"event_id": event.event_id, "payload": event.payload}
-    if _EVENT_TYPE_ON_WIRE:
-        fields["event_type"] = event.event_type
-    if event.xcoms and _XCOMS_ON_WIRE:  # one path: the server stores them with the state change, atomically
+    fields: dict[str, Any] = {"event_id": event.event_id, "payload": event.payload, "event_type": event.event_type}
+    if event.xcoms:  # one path: the server stores them with the state change, atomically
         fields["xcoms"] = event.xcoms
     return fields
 
@@ -110,20 +108,11 @@ class Outbox:
         self._idle = asyncio.Event()
         self._idle.set()
         self._retry_handles: set[asyncio.TimerHandle] = set()
-        self._warned_terminal = False
-        self._bulk = getattr(client, "submit_trigger_events", None) if _EVENTS_BODY and _EVENT_ITEM else None
 
     # -- filling ---------------------------------------------------------------------------------------------------
 
     def put_event(self, event: EventOut) -> None:
         """Queue a fired event."""
-        if event.event_type != "resume" and not _EVENT_TYPE_ON_WIRE and not self._warned_terminal:
-            self._warned_terminal = True
-            _log.warning(
-                "API version %s carries no event type: terminal events (%s) are sent as plain resumes",
-                self._client.api_version,
-                event.event_type,
-            )
         self._push(_Item(event.trigger_id, event=event, lease=self.lease))
 
     def put_failure(self, failure: FailureOut) -> None:
@@ -173,7 +162,7 @@ class Outbox:
                 self._wake.clear()
                 await self._wake.wait()
             items = [self._ready.popleft()]
-            bulk = self._bulk is not None and items[0].event is not None and not items[0].single
+            bulk = items[0].event is not None and not items[0].single
             while bulk and self._ready and len(items) < BULK_MAX:
                 head = self._ready[0]
                 if head.event is None or head.single:
@@ -190,14 +179,15 @@ class Outbox:
                 self._check_idle()
 
     async def _deliver_bulk(self, items: list[_Item]) -> None:
-        assert self._bulk is not None
-        body = _EVENTS_BODY(
+        body = TriggerEventsBody(
             events=[
-                _EVENT_ITEM(trigger_id=item.trigger_id, **_event_fields(item.event)) for item in items if item.event
+                TriggerEventItem(trigger_id=item.trigger_id, **_event_fields(item.event))
+                for item in items
+                if item.event
             ]
         )
         try:
-            answer = await self._bulk(body)
+            answer = await self._client.submit_trigger_events(body)
         except TocsinError as exc:
             self._stats.api_error("submitTriggerEvents")
             for item in items:
@@ -218,14 +208,14 @@ class Outbox:
         for item, result in zip(items, answer.results, strict=True):
             self._judge(item, result.status, result.problem)
 
-    def _judge(self, item: _Item, status: int, problem: Any) -> None:
+    def _judge(self, item: _Item, status: int, problem: Problem | None) -> None:
         """One item of a bulk answer, by the rules of a single submission."""
         assert item.event is not None
         if status == 200:
             self._stats.events_sent += 1
             self._stats.record_latency(time.time() - item.event.fired_at)
             return
-        detail = getattr(problem, "detail", "") or getattr(problem, "title", "")
+        detail = "" if problem is None else str(problem.detail or problem.title)  # UNSET is falsy
         if status == 409:
             self._stats.conflicts += 1
             _log.warning("trigger %s belongs to another job now (%s); cancelling it here", item.trigger_id, detail)

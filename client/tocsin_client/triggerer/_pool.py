@@ -130,8 +130,6 @@ class RunnerPool:
             str(runner.index),
             "--api-url",
             self._config.api_url,
-            "--api-version",
-            self._config.api_version,
             "--block-threshold",
             str(self._config.block_threshold_s),
         ]

@@ -11,7 +11,6 @@ from typing import Annotated, Final
 from tocsin_wire.settings import Env, SettingsError, load, yes_or_no
 
 from tocsin_client import serde
-from tocsin_client.generated.operations import API_VERSION
 
 __all__ = ["BUILTIN_ALLOWED", "ConfigError", "TriggererConfig"]
 
@@ -44,8 +43,6 @@ class TriggererConfig:
     """Serve Prometheus metrics on this port (off when None)."""
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a scrape target listens on every interface by convention
     """The address the metrics server binds."""
-    api_version: str = API_VERSION
-    """The dated API version pinned on every request."""
     allowed_classes: Annotated[
         tuple[str, ...], Env("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", parse=serde.parse_allowed)
     ] = ()

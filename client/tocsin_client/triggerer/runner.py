@@ -107,12 +107,11 @@ async def serve(
     writer: asyncio.StreamWriter,
     *,
     api_url: str,
-    api_version: str,
     allowed: tuple[str, ...],
     block_threshold_s: float = 0.2,
 ) -> None:
     """Run triggers as the frames on ``reader`` say until ``Shutdown`` or the end of the stream."""
-    client = TriggerClient(api_url, api_version=api_version)
+    client = TriggerClient(api_url)  # the API version it was generated for, like the supervisor's
     tokens = TokenBroker(lambda trigger_id: writer.write(encode(TokenRequest(trigger_id=trigger_id))))
     client.refresher = tokens.fresh
     reporter = Reporter(writer)
@@ -162,7 +161,6 @@ async def _main(args: argparse.Namespace) -> None:
         reader,
         writer,
         api_url=args.api_url,
-        api_version=args.api_version,
         allowed=tuple(args.allow),
         block_threshold_s=args.block_threshold,
     )
@@ -174,7 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--api-url", required=True)
-    parser.add_argument("--api-version", required=True)
     parser.add_argument("--allow", action="append", default=[])
     parser.add_argument("--block-threshold", type=float, default=0.2)
     parser.add_argument("--log-level", default="INFO")

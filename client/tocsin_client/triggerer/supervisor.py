@@ -75,9 +75,8 @@ class Triggerer:
     def __init__(self, config: TriggererConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
         self.stats = Stats()
-        self._client = AsyncClient(
-            config.api_url, token=config.token, api_version=config.api_version, transport=transport
-        )
+        # The API version is the one the client was generated for: the triggerer speaks exactly that one.
+        self._client = AsyncClient(config.api_url, token=config.token, transport=transport)
         self._stop = asyncio.Event()
         self._registry = Registry(config.runners)
         self._pool = RunnerPool(
