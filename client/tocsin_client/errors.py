@@ -16,12 +16,16 @@ The hierarchy, as in httpx::
         ├── RateLimitedError         429  (transient)
         └── ServerError              5xx  (transient)
 
-``exc.transient`` (or ``is_transient(exc)``) says whether retrying the same call later may succeed.
+``exc.transient`` (or ``is_transient(exc)``) says whether retrying the same call later may succeed, and
+``exc.kind`` names the problem (``"database-unavailable"``, ``"json-too-deep"``, ...; the kinds are listed in
+``tocsin_wire.problems``), for callers that must tell two causes of one status apart.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from tocsin_wire.problems import kind_of
 
 from tocsin_client.generated.models import Problem
 
@@ -88,6 +92,12 @@ class APIError(TocsinError):
         self.problem = problem
         self.method = method
         self.path = path
+
+    @property
+    def kind(self) -> str | None:
+        """The problem's kind (its ``type`` without ``urn:tocsin:problem:``); None for a problem not of tocsin's
+        making, such as a proxy's error page turned into a problem by the client."""
+        return kind_of(self.problem.type)
 
     def __str__(self) -> str:
         detail = self.problem.detail if isinstance(self.problem.detail, str) else ""

@@ -13,6 +13,7 @@ import asyncio
 from typing import Final
 
 import msgspec
+from tocsin_wire.problems import PROBLEM_MEDIA_TYPE, kind_of_status, problem_type
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from tocsin_server.generated.models import Problem
@@ -95,16 +96,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         status, detail = self._refusal
         phrase = _TITLES[status]
-        kind = phrase.lower().replace(" ", "-")
         body = msgspec.json.encode(
-            Problem(type=f"urn:tocsin:problem:{kind}", title=phrase, status=status, detail=detail)
+            Problem(type=problem_type(kind_of_status(status)), title=phrase, status=status, detail=detail)
         )
         head = [STATUS_LINE[status]]
         for name, value in self.server_state.default_headers:
             head.extend([name, b": ", value, b"\r\n"])
         head.extend(
             [
-                b"content-type: application/problem+json\r\n",
+                b"content-type: " + PROBLEM_MEDIA_TYPE.encode("ascii") + b"\r\n",
                 b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
                 b"connection: close\r\n",
                 b"\r\n",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from litestar import Request
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
+from tocsin_wire.problems import INVALID_UTF8, JSON_TOO_DEEP
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
@@ -66,10 +67,10 @@ def check_json_body(body: bytes) -> None:
         body.decode("utf-8")  # JSON is UTF-8 throughout (RFC 8259 section 8.1), not only inside strings
     except UnicodeDecodeError as exc:
         msg = f"the body is not valid UTF-8 (byte {exc.start}); JSON text must be UTF-8"
-        raise BodyRejectedError("invalid-utf-8", msg) from None
+        raise BodyRejectedError(INVALID_UTF8, msg) from None
     if nesting_depth_exceeds(body):
         msg = f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels, the most this server accepts"
-        raise BodyRejectedError("json-too-deep", msg)
+        raise BodyRejectedError(JSON_TOO_DEEP, msg)
 
 
 class JsonBodyGuard(ASGIMiddleware):

@@ -12,6 +12,8 @@ from litestar import Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DataError
+from tocsin_wire import problems as kinds
+from tocsin_wire.problems import PROBLEM_MEDIA_TYPE, kind_of_status, problem_type
 
 from tocsin_server.db.health import (
     RETRY_AFTER_S,
@@ -35,8 +37,6 @@ if TYPE_CHECKING:
     from litestar import Request
     from litestar.types import ExceptionHandlersMap
 
-PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
-_TYPE_PREFIX: Final = "urn:tocsin:problem:"
 _FIELD_IN_MESSAGE: Final = re.compile(r"field `(?P<name>[^`]+)`")
 _MISSING_PARAMETER: Final = re.compile(r"Missing required (?P<source>\w+) parameter '(?P<name>[^']+)'")
 _log = logging.getLogger("tocsin.server")
@@ -62,7 +62,7 @@ def problem(
 ) -> Response[Problem]:
     phrase = HTTPStatus(status).phrase
     body = Problem(
-        type=f"{_TYPE_PREFIX}{kind or phrase.lower().replace(' ', '-')}",
+        type=problem_type(kind or kind_of_status(status)),
         title=phrase,
         status=status,
         detail=detail,
@@ -112,7 +112,7 @@ def _validation_errors(exc: ValidationException) -> tuple[int, list[FieldError]]
 
 def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     status, errors = _validation_errors(exc)
-    return problem(status, exc.detail, request=request, kind="validation", errors=errors)
+    return problem(status, exc.detail, request=request, kind=kinds.VALIDATION, errors=errors)
 
 
 def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
@@ -125,7 +125,7 @@ def _on_service(request: Request[Any, Any, Any], exc: ServiceError) -> Response[
             400,
             exc.message,
             request=request,
-            kind="unsupported-version",
+            kind=kinds.UNSUPPORTED_VERSION,
             errors=[FieldError(key=exc.field or "", message=exc.message, source="header")],
             supported_versions=list(exc.supported_versions),
         )
@@ -138,7 +138,7 @@ def service_problem(exc: ServiceError, *, instance: str) -> tuple[int, Problem]:
     status = next((code for kind, code in _SERVICE_STATUS.items() if isinstance(exc, kind)), 400)
     phrase = HTTPStatus(status).phrase
     body = Problem(
-        type=f"{_TYPE_PREFIX}{phrase.lower().replace(' ', '-')}",
+        type=problem_type(kind_of_status(status)),
         title=phrase,
         status=status,
         detail=exc.message,
@@ -156,7 +156,7 @@ def _on_rejected_body(request: Request[Any, Any, Any], exc: BodyRejectedError) -
 def _on_data_error(request: Request[Any, Any, Any], exc: DataError) -> Response[Problem]:
     """A value passed validation but the database refused it (out of range, not representable)."""
     _log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
-    return problem(422, "a value in the request cannot be stored", request=request, kind="unstorable-value")
+    return problem(422, "a value in the request cannot be stored", request=request, kind=kinds.UNSTORABLE_VALUE)
 
 
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
@@ -166,7 +166,7 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
 
 def _on_database_unavailable(request: Request[Any, Any, Any], exc: DatabaseUnavailableError) -> Response[Problem]:
     headers = {"Retry-After": str(RETRY_AFTER_S)}
-    return problem(503, exc.message, request=request, kind="database-unavailable", headers=headers)
+    return problem(503, exc.message, request=request, kind=kinds.DATABASE_UNAVAILABLE, headers=headers)
 
 
 def _on_database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
