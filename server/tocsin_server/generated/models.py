@@ -1156,10 +1156,11 @@ class StoredTriggerLogLine(Struct, kw_only=True):
     event: Annotated[str, Meta(description="The message.", examples=["waiting 60 s"])]
     extra: (
         Annotated[
-            dict[str, Any],
+            Raw,
             Meta(
                 description="The line's other structured fields, as received.",
                 examples=[{"attempt": 2}],
+                extra_json_schema={"extra": {"type": "object"}},
             ),
         ]
         | None
@@ -1295,7 +1296,7 @@ class AssetEvent(Struct, kw_only=True):
         ),
     ]
     payload: Annotated[
-        Any,
+        Raw,
         Meta(
             description="The event payload, as received.",
             examples=[{"path": "/data/landing/a.csv"}],
