@@ -63,6 +63,8 @@ def test__the_spec_marks_the_fields_the_server_must_never_decode() -> None:
         ("TriggerEventItem", "payload"),
         ("TriggerEventItem", "xcoms"),
         ("TriggerLogLine", "extra"),
+        ("StoredTriggerLogLine", "extra"),  # answers serve them as stored
+        ("AssetEvent", "payload"),
     }
 
 
