@@ -123,15 +123,16 @@ def standalone(
 
     stop = supervision.StopRequest()
     stop.install()  # from here on, no signal can leave a child behind
-    flags: dict[str, object] = {"host": host, "port": port, "standalone_capacity": capacity}
-    where = load_settings(require_secret=False, **flags)
+    where = load_settings(require_secret=False, host=host, port=port, standalone_capacity=capacity)
     host, port, capacity = where.host, where.port, where.standalone_capacity
     if not supervision.port_free(host, port):
         supervision.say(f"{host}:{port} is in use by another program; pick another port with --port")
         return 1
     secret, _ = resolve_secret(os.environ)
     secret = secret or ensure_secret_file(Path(STANDALONE_SECRET_FILE))
-    settings = load_settings({**os.environ, "TOCSIN_JWT_SECRET": secret}, **flags)
+    settings = load_settings(
+        {**os.environ, "TOCSIN_JWT_SECRET": secret}, host=host, port=port, standalone_capacity=capacity
+    )
     migrate.upgrade(settings.database_url)
     url = f"http://{host}:{port}"
     env = {**os.environ, "TOCSIN_DATABASE_URL": settings.database_url, "TOCSIN_JWT_SECRET": secret}
