@@ -65,6 +65,15 @@ def test__unknown_enum_value_names_the_field(admin: Client) -> None:
     assert _field(body) == "state"
 
 
+def test__a_body_error_whose_text_says_malformed_is_still_a_422_naming_the_field(admin: Client) -> None:
+    """The status comes from what failed, not from words in the message: a field or an enum value that happens
+    to be called "malformed" is a body that does not fit the schema (422), not a malformed one (400)."""
+    unknown = _problem(admin.put("/execution/variables/k", json={"value": "v", "malformed": 1}), 422)
+    assert _field(unknown) == "malformed"
+    enum = _problem(admin.post("/api/v1/dag-runs", json={"dag_id": "d", "run_id": "r", "state": "malformed"}), 422)
+    assert _field(enum) == "state"
+
+
 def test__over_long_strings(admin: Client) -> None:
     assert _field(_problem(admin.put("/api/v1/connections/c", json={"conn_type": "x" * 101}), 422)) == "conn_type"
     assert _field(_problem(admin.get("/execution/variables/" + "k" * 251), 400)) == "key"

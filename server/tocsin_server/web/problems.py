@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final
 
@@ -30,6 +29,8 @@ from tocsin_server.errors import (
     TooLargeError,
 )
 from tocsin_server.generated.models import FieldError, Problem
+from tocsin_server.web.body_errors import BodyMismatchError, MalformedBodyError
+from tocsin_server.web.framework_text import litestar_missing_parameter
 from tocsin_server.web.json_limits import BodyRejectedError
 from tocsin_server.web.versioning import UnsupportedVersionError
 
@@ -37,9 +38,9 @@ if TYPE_CHECKING:
     from litestar import Request
     from litestar.types import ExceptionHandlersMap
 
-_FIELD_IN_MESSAGE: Final = re.compile(r"field `(?P<name>[^`]+)`")
-_MISSING_PARAMETER: Final = re.compile(r"Missing required (?P<source>\w+) parameter '(?P<name>[^']+)'")
 _log = logging.getLogger("tocsin.server")
+_BODY_ARGUMENT: Final = "data"
+"""The handler argument Litestar puts the body in; it validates it itself only when there was no body."""
 
 _SERVICE_STATUS: Final[dict[type[ServiceError], int]] = {
     NotFoundError: 404,
@@ -74,39 +75,34 @@ def problem(
 
 
 def _validation_errors(exc: ValidationException) -> tuple[int, list[FieldError]]:
-    """Litestar reports msgspec's first error; name the field even when msgspec only names it in prose."""
-    items = exc.extra if isinstance(exc.extra, list) else []
+    """The status and named fields of a validation error, by its type and Litestar's structured ``extra``.
+
+    Every body goes through our decoder, whose errors say by class whether the body was malformed (400) or
+    did not fit the schema (422, naming the field). Litestar's own errors are about parameters (400, each
+    named in ``extra``), about its ``data`` argument when there was no body to decode at all, or about a
+    missing parameter, which Litestar names only in its message (read by ``framework_text``).
+    """
+    if isinstance(exc, MalformedBodyError):
+        return 400, [FieldError(key="body", message=exc.detail, source="body")]
+    if isinstance(exc, BodyMismatchError):
+        return 422, [FieldError(key=exc.key or "body", message=exc.message, source="body")]
     errors: list[FieldError] = []
     status = 400
-    for item in items:
+    for item in exc.extra if isinstance(exc.extra, list) else []:
         if not isinstance(item, dict):
             continue
-        message = str(item.get("message", exc.detail))
         key = str(item.get("key", ""))
         raw_source = item.get("source", "body")
         source = str(getattr(raw_source, "value", raw_source))
-        if message == "'data'":  # Litestar's KeyError text when there is no body at all
+        if key == _BODY_ARGUMENT and source == "body":
             errors.append(FieldError(key="body", message="the request needs a JSON body", source="body"))
             continue
-        if key in ("", "data") and (found := _FIELD_IN_MESSAGE.search(message)):
-            key = found.group("name")
-        elif key == "data":
-            key = "body"
         if source == "body":
             status = 422  # well-formed JSON that does not fit the schema
-        errors.append(FieldError(key=key or "body", message=message, source=source))
-    if not errors and (missing := _MISSING_PARAMETER.search(exc.detail)):
-        name = missing.group("name")
-        errors = [
-            FieldError(
-                key=name,
-                message=f"the {missing.group('source')} parameter {name!r} is required",
-                source=missing.group("source"),
-            )
-        ]
-    if "malformed" in exc.detail.lower():
-        status = 400
-        errors = errors or [FieldError(key="body", message=exc.detail, source="body")]
+        errors.append(FieldError(key=key or "body", message=str(item.get("message", exc.detail)), source=source))
+    if not errors and (missing := litestar_missing_parameter(exc.detail)) is not None:
+        source, name = missing
+        errors = [FieldError(key=name, message=f"the {source} parameter {name!r} is required", source=source)]
     return status, errors
 
 

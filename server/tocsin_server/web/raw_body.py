@@ -18,7 +18,6 @@ model's own, so the contract gate still compares it with the spec. Every operati
 
 from __future__ import annotations
 
-import re
 import types
 import typing
 from collections.abc import Generator, Mapping
@@ -28,6 +27,9 @@ import msgspec
 from litestar.dto import AbstractDTO
 from litestar.exceptions import ValidationException
 from litestar.typing import FieldDefinition
+
+from tocsin_server.web.body_errors import BodyMismatchError, MalformedBodyError
+from tocsin_server.web.framework_text import msgspec_error_location, msgspec_named_field
 
 if typing.TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
@@ -41,7 +43,6 @@ _INTEGERS_KEY: Final = "__integer_fields__"
 _MAX_INTEGRAL_FLOAT: Final = 2**53
 """Integral floats up to this are exact integers; a larger one may not be the integer the client wrote."""
 _TWINS: dict[type, type[msgspec.Struct]] = {}
-_AT_PATH: Final = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
 def _substitute(annotation: Any, replacements: Mapping[type, type]) -> Any:
@@ -148,7 +149,7 @@ def _integral(value: Any, key: str) -> Any:
         if value.is_integer() and abs(value) <= _MAX_INTEGRAL_FLOAT:
             return int(value)
         msg = "Expected `int`, got `float`"
-        raise ValidationException(f"Validation failed: {msg} - at `$.{key}`", extra=[_item(msg, key)])
+        raise BodyMismatchError(f"Validation failed: {msg} - at `$.{key}`", key=key, message=msg)
     if isinstance(value, list):
         return [_integral(item, f"{key}[{index}]") for index, item in enumerate(value)]
     return value
@@ -167,7 +168,7 @@ def finish(value: Any, path: str = "") -> None:
         if isinstance(raw, msgspec.Raw) and not bytes(raw).startswith(b"{"):
             key = f"{path}.{name}" if path else name
             msg = f"Expected `object`, got `{_json_kind(bytes(raw))}`"
-            raise ValidationException(f"Validation failed: {msg} - at `$.{key}`", extra=[_item(msg, key)])
+            raise BodyMismatchError(f"Validation failed: {msg} - at `$.{key}`", key=key, message=msg)
     for name in value.__struct_fields__:
         child = getattr(value, name)
         here = f"{path}.{name}" if path else name
@@ -184,16 +185,12 @@ def _json_kind(raw: bytes) -> str:
     return kinds.get(first, "number")
 
 
-def _item(message: str, key: str) -> dict[str, str]:
-    return {"message": message, "key": key, "source": "body"}
-
-
-def _validation_error(exc: msgspec.ValidationError) -> ValidationException:
-    match = _AT_PATH.match(str(exc))
-    assert match is not None
-    path = (match.group("path") or "").lstrip(".")
-    message = match.group("message")
-    return ValidationException(f"Validation failed: {exc}", extra=[{"message": message, "key": path, "source": "body"}])
+def _validation_error(exc: msgspec.ValidationError) -> BodyMismatchError:
+    """msgspec says where only in its message: the adapter reads it (a top-level error about one field names
+    that field, ``value`` rather than the whole body)."""
+    message, path = msgspec_error_location(exc)
+    key = path or msgspec_named_field(message) or ""
+    return BodyMismatchError(f"Validation failed: {exc}", key=key, message=message)
 
 
 def json_body(schema: Any) -> type[RawBody]:
@@ -243,8 +240,7 @@ class RawBody(AbstractDTO[Any]):
         except msgspec.ValidationError as exc:
             raise _validation_error(exc) from None
         except msgspec.DecodeError as exc:
-            msg = f"the body is malformed: {exc}"
-            raise ValidationException(msg, extra=[{"message": msg, "key": "body", "source": "body"}]) from None
+            raise MalformedBodyError(f"the body is malformed: {exc}") from None
         finish(decoded)
         return decoded
 

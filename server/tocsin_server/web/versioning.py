@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 from litestar.enums import ScopeType
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import NotFoundException
 from litestar.middleware import ASGIMiddleware
 
 from tocsin_server.errors import InvalidError
+from tocsin_server.web.body_errors import BodyMismatchError
 from tocsin_server.web.json_limits import check_json_body
 
 if TYPE_CHECKING:
@@ -286,7 +287,7 @@ def _upgrade_request(body: bytes, changes: list[RequestFieldAdded], version: str
     for change in changes:
         if change.field in document:
             msg = f"Object contains unknown field `{change.field}` (it was added after API version {version})"
-            raise ValidationException(msg, extra=[{"key": change.field, "message": msg, "source": "body"}])
+            raise BodyMismatchError(msg, key=change.field, message=msg)
         if change.default is not msgspec.UNSET:
             document[change.field] = msgspec.Raw(_ENCODER.encode(change.default))
     return _ENCODER.encode(document)
