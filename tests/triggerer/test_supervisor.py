@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -284,6 +285,22 @@ async def test__crashed_log_shipping__exits_non_zero_naming_it(
     running = start()
     assert await running.exit_code() == EXIT_CRASHED
     assert "the log shipping duty crashed: a bug" in caplog.text
+
+
+async def test__crashed_delivery__exits_non_zero_naming_the_worker(
+    fake: FakeServer, start: Start, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    from tocsin_client.triggerer._outbox import Outbox
+
+    async def broken_bulk(self: Outbox, items: Any) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(Outbox, "_deliver_bulk", broken_bulk)
+    fake.add_trigger(f"{P}.FireNow", {})
+    running = start()
+    assert await running.exit_code() == EXIT_CRASHED
+    assert re.search(r"the event delivery \d+ duty crashed: 'a bug'", caplog.text)
+    assert fake.completed == [1]
 
 
 async def test__graceful_stop__delivers_queued_events_then_completes_the_job(fake: FakeServer, start: Start) -> None:
