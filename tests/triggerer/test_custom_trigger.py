@@ -121,7 +121,10 @@ def running_task(client: Client, task_id: str) -> UUID:
 
 
 def wait_state(client: Client, ti_id: UUID, state: TaskInstanceStateName, timeout_s: float = 60.0) -> TaskInstance:
-    return poll(lambda: (ti := client.get_task_instance(ti_id)).state is state and ti, timeout_s, f"{ti_id} {state}")
+    found: TaskInstance = poll(
+        lambda: (ti := client.get_task_instance(ti_id)).state is state and ti, timeout_s, f"{ti_id} {state}"
+    )
+    return found
 
 
 def test__custom_trigger__resumes_the_task_with_its_event_and_can_end_it(
