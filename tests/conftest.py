@@ -13,8 +13,8 @@ from tocsin_server.app import create_app
 from tocsin_server.config import Settings
 from tocsin_server.web.tokens import TokenAuthority
 
-from tests.support.databases import empty_database, postgres_database, sqlite_database
-from tests.support.live_server import LiveServer, live_server
+from harness.databases import empty_database, postgres_database, sqlite_database
+from harness.live_server import LiveServer, live_server
 from tests.support.spec_validation import ResponseValidator
 
 SECRET = "test-only-secret-" + "s" * 40

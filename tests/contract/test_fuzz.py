@@ -18,8 +18,8 @@ from tocsin_server.web.spec import load_spec
 from tocsin_server.web.tokens import TokenAuthority
 from tocsin_server.web.versioning import VERSIONS
 
+from harness.live_server import LiveServer
 from tests.conftest import SECRET
-from tests.support.live_server import LiveServer
 
 MAX_EXAMPLES = 25
 

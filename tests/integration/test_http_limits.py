@@ -15,8 +15,8 @@ from tocsin_server.web.http_limits import MAX_HEADER_BYTES, MAX_URL_BYTES
 from tocsin_server.web.json_limits import MAX_JSON_DEPTH
 from tocsin_server.web.tokens import TokenAuthority
 
+from harness.live_server import LiveServer
 from tests.conftest import SECRET
-from tests.support.live_server import LiveServer
 
 
 def _token() -> str:

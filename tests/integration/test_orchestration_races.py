@@ -10,8 +10,8 @@ import httpx
 import pytest
 from tocsin_server.web.tokens import TokenAuthority
 
+from harness.live_server import LiveServer
 from tests.integration.orchestration import TRIGGER, age_job
-from tests.support.live_server import LiveServer
 
 JOBS = 8
 

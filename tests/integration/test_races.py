@@ -8,7 +8,7 @@ from collections import Counter
 import httpx
 from tocsin_server.web.tokens import TokenAuthority
 
-from tests.support.live_server import LiveServer
+from harness.live_server import LiveServer
 
 WRITERS = 24
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from tocsin_server.web.tokens import TokenAuthority
 
-from tests.support.live_server import LiveServer
+from harness.live_server import LiveServer
 
 
 async def _terminate_other_backends(database_url: str) -> int:

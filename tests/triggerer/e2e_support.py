@@ -29,8 +29,8 @@ from tocsin_client.generated.models import (
 )
 from tocsin_server.web.tokens import TokenAuthority
 
+from harness.live_server import LiveServer, live_server
 from tests.conftest import SECRET
-from tests.support.live_server import LiveServer, live_server
 
 P = "tests.triggerer.sample_triggers"
 REPO = Path(__file__).resolve().parents[2]

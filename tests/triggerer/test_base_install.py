@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from tocsin_server.web.tokens import TokenAuthority
 
-from tests.support.live_server import LiveServer
+from harness.live_server import LiveServer
 from tests.triggerer.e2e_support import Tasks, poll
 
 pytestmark = pytest.mark.slow

@@ -30,8 +30,8 @@ from tocsin_client.generated.models import (
 )
 from tocsin_server.web.tokens import TokenAuthority
 
+from harness.live_server import LiveServer, live_server
 from tests.conftest import SECRET
-from tests.support.live_server import LiveServer, live_server
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from tocsin_client import serde
 
-from tests.support.live_server import LiveServer, free_port
+from harness.live_server import LiveServer, free_port
 from tests.triggerer.e2e_support import P, Triggerer, in_seconds, poll
 from tests.triggerer.proxy import Proxy
 

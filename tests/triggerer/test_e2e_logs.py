@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.live_server import LiveServer
+from harness.live_server import LiveServer
 from tests.triggerer.e2e_support import P, Triggerer
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from tocsin_client import serde
 
-from tests.support.live_server import LiveServer
+from harness.live_server import LiveServer
 from tests.triggerer.e2e_support import Triggerer, in_seconds, poll
 from tests.triggerer.proxy import Proxy
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.live_server import free_port
+from harness.live_server import free_port
 from tests.support.processes import children_of, wait_for_count, wait_for_output, wait_gone
 
 pytestmark = pytest.mark.slow

@@ -352,7 +352,7 @@ async def test__runner_crash__restarts_it_and_runs_its_triggers_again(
 
 
 async def test__metrics__are_served_on_the_given_port(fake: FakeServer, start: Start) -> None:
-    from tests.support.live_server import free_port
+    from harness.live_server import free_port
 
     port = free_port()
     fake.add_time_trigger(3600)
