@@ -70,6 +70,10 @@ def run_key_create(_: argparse.Namespace) -> int:
     return int(_server().key_create())
 
 
+def run_key_rotate(args: argparse.Namespace) -> int:
+    return int(_server().key_rotate(batch_size=args.batch_size))
+
+
 def run_triggerer(args: argparse.Namespace) -> int:
     return int(
         _client().triggerer(
@@ -218,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     key = commands.add_parser("key", help="encryption keys", description="Encryption keys.")
     key_commands = key.add_subparsers(dest="key_command", required=True, metavar="COMMAND")
     _command(key_commands, "create", "print a new key for TOCSIN_TRIGGER_KWARGS_KEYS", run_key_create)
+    _command(
+        key_commands,
+        "rotate",
+        "re-encrypt every stored secret with the first key of TOCSIN_TRIGGER_KWARGS_KEYS",
+        run_key_rotate,
+        [Option("--batch-size", "values re-encrypted per transaction", 500, type=int)],
+        description="Re-encrypt every stored secret (trigger kwargs, connection passwords and extras, variables) "
+        "with the first key of TOCSIN_TRIGGER_KWARGS_KEYS, in batches, while servers run. Afterwards the other "
+        "keys can be removed.",
+    )
 
     token = commands.add_parser("token", help="tokens", description="Tokens.")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")

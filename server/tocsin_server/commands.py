@@ -1,5 +1,5 @@
-"""The server side's commands (``api-server``, ``standalone``, ``db``, ``token create``, ``key create``), called by the
-``tocsin`` command with the values of their flags.
+"""The server side's commands (``api-server``, ``standalone``, ``db``, ``token create``, ``key create``,
+``key rotate``), called by the ``tocsin`` command with the values of their flags.
 
 Each answers a configuration mistake with one line naming the variable and exit code 2. Imports stay inside the
 functions: ``tocsin db current`` loads no web framework, ``tocsin token create`` no database driver.
@@ -19,7 +19,7 @@ from tocsin_server.config import ConfigError
 if TYPE_CHECKING:
     from tocsin_server.config import Settings
 
-__all__ = ["api_server", "db", "key_create", "standalone", "token_create"]
+__all__ = ["api_server", "db", "key_create", "key_rotate", "standalone", "token_create"]
 
 _P = ParamSpec("_P")
 SELF_MODULE = "tocsin_cli"
@@ -194,4 +194,51 @@ def key_create() -> int:
     from cryptography.fernet import Fernet  # noqa: PLC0415
 
     sys.stdout.write(Fernet.generate_key().decode() + "\n")
+    return 0
+
+
+@_reports_config_errors("key rotate")
+def key_rotate(*, batch_size: int) -> int:
+    """Re-encrypt every stored secret with the first key, one committed transaction per batch (servers keep running:
+    they decrypt with every key, and each update is guarded by the value it read)."""
+    import asyncio  # noqa: PLC0415
+
+    from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+
+    from tocsin_server.config import load_settings  # noqa: PLC0415
+    from tocsin_server.db.cipher import KwargsCipher, KwargsCipherError  # noqa: PLC0415
+    from tocsin_server.db.preflight import check_database  # noqa: PLC0415
+    from tocsin_server.db.secrets_at_rest import rewrite  # noqa: PLC0415
+
+    settings = load_settings(require_secret=False)
+    if not settings.trigger_kwargs_keys:
+        msg = "TOCSIN_TRIGGER_KWARGS_KEYS is not set: put the new key first and the old ones after it"
+        raise ConfigError(msg)
+    if batch_size < 1:
+        msg = "--batch-size must be at least 1"
+        raise ConfigError(msg)
+    check_database(settings.database_url)
+    cipher = KwargsCipher(settings.trigger_kwargs_keys)
+
+    async def run() -> int:
+        engine = create_async_engine(settings.database_url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(
+                    lambda sync: rewrite(sync, cipher.reseal, batch_size=batch_size, commit=sync.commit)
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        changed = asyncio.run(run())
+    except KwargsCipherError as exc:
+        sys.stderr.write(
+            f"tocsin key rotate: {exc} (the batches before it are done; run it again once the keys are right)\n"
+        )
+        return 1
+    sys.stdout.write(
+        f"re-encrypted {changed} stored values with the first key; the other keys can be removed once every server "
+        "runs with the new key first\n"
+    )
     return 0

@@ -30,12 +30,14 @@ from tocsin_server.web.raw_body import json_body
     responses=problems(*AUTHED, 404),
 )
 async def get_connection(state: State, conn_id: Identifier) -> Connection:
-    return await connections.get_connection(state.reads, conn_id)
+    return await connections.get_connection(state.reads, conn_id, cipher=state.kwargs_cipher)
 
 
 @get("/api/v1/connections", operation_id="listConnections", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
-async def list_connections(db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> ConnectionList:
-    return await connections.list_connections(db_session, limit=limit, offset=offset)
+async def list_connections(
+    state: State, db_session: DbSession, limit: Limit = 100, offset: Offset = 0
+) -> ConnectionList:
+    return await connections.list_connections(db_session, limit=limit, offset=offset, cipher=state.kwargs_cipher)
 
 
 @put(
@@ -48,8 +50,10 @@ async def list_connections(db_session: DbSession, limit: Limit = 100, offset: Of
     return_dto=None,
     responses=problems(*WITH_BODY, 404),
 )
-async def put_connection(db_session: DbSession, conn_id: Identifier, data: JSONBody[ConnectionBody]) -> ConnectionInfo:
-    return await connections.put_connection(db_session, conn_id, data)
+async def put_connection(
+    state: State, db_session: DbSession, conn_id: Identifier, data: JSONBody[ConnectionBody]
+) -> ConnectionInfo:
+    return await connections.put_connection(db_session, conn_id, data, cipher=state.kwargs_cipher)
 
 
 @delete(

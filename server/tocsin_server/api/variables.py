@@ -31,7 +31,7 @@ from tocsin_server.web.raw_body import json_body
     responses=problems(*AUTHED, 404),
 )
 async def get_variable(state: State, key: Identifier) -> Variable:
-    return await variables.get_variable(state.reads, key)
+    return await variables.get_variable(state.reads, key, cipher=state.kwargs_cipher)
 
 
 @put(
@@ -44,8 +44,8 @@ async def get_variable(state: State, key: Identifier) -> Variable:
     return_dto=None,
     responses=problems(*WITH_BODY, 404),
 )
-async def put_variable(db_session: DbSession, key: Identifier, data: JSONBody[VariableBody]) -> Variable:
-    return await variables.put_variable(db_session, key, data)
+async def put_variable(state: State, db_session: DbSession, key: Identifier, data: JSONBody[VariableBody]) -> Variable:
+    return await variables.put_variable(db_session, key, data, cipher=state.kwargs_cipher)
 
 
 @delete(
@@ -60,8 +60,8 @@ async def delete_variable(db_session: DbSession, key: Identifier) -> None:
 
 
 @get("/api/v1/variables", operation_id="listVariables", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
-async def list_variables(db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> VariableList:
-    return await variables.list_variables(db_session, limit=limit, offset=offset)
+async def list_variables(state: State, db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> VariableList:
+    return await variables.list_variables(db_session, limit=limit, offset=offset, cipher=state.kwargs_cipher)
 
 
 router = Router("/", route_handlers=[get_variable, put_variable, delete_variable, list_variables])

@@ -2,6 +2,7 @@
 
 Secrets are write-only: the password is stored and handed to the runtime read (``getConnection``, which the
 triggers connecting with it need), never to an admin answer (``ConnectionInfo`` has no password field).
+With keys configured, the password and the extra are stored encrypted (``db.cipher``) and decrypted on the way out.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from msgspec import UNSET
 from sqlalchemy import func, select
 
 from tocsin_server.db import models as m
+from tocsin_server.db.cipher import PLAINTEXT, KwargsCipher
 from tocsin_server.db.reads import GET_CONNECTION, Reads
 from tocsin_server.errors import NotFoundError
 from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionInfo, ConnectionList
@@ -21,13 +23,14 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 _FIELDS = ("host", "schema", "login", "password", "port", "extra")
+_SEALED = ("password", "extra")
 
 
 def _not_found(conn_id: str) -> NotFoundError:
     return NotFoundError(f"connection {conn_id!r} does not exist", field="conn_id")
 
 
-async def get_connection(reads: Reads, conn_id: str) -> Connection:
+async def get_connection(reads: Reads, conn_id: str, *, cipher: KwargsCipher = PLAINTEXT) -> Connection:
     row = await reads.fetch_one(GET_CONNECTION, {"conn_id": conn_id})
     if row is None:
         raise _not_found(conn_id)
@@ -37,13 +40,13 @@ async def get_connection(reads: Reads, conn_id: str) -> Connection:
         host=row[2],
         schema=row[3],
         login=row[4],
-        password=row[5],
+        password=cipher.open_optional(row[5]),
         port=row[6],
-        extra=row[7],
+        extra=cipher.open_optional(row[7]),
     )
 
 
-def _info(row: m.Connection) -> ConnectionInfo:
+def _info(row: m.Connection, cipher: KwargsCipher) -> ConnectionInfo:
     return ConnectionInfo(
         conn_id=row.conn_id,
         conn_type=row.conn_type,
@@ -51,14 +54,17 @@ def _info(row: m.Connection) -> ConnectionInfo:
         schema=row.schema,
         login=row.login,
         port=row.port,
-        extra=row.extra,
+        extra=cipher.open_optional(row.extra),
     )
 
 
-async def put_connection(session: AsyncSession, conn_id: str, body: ConnectionBody) -> ConnectionInfo:
+async def put_connection(
+    session: AsyncSession, conn_id: str, body: ConnectionBody, *, cipher: KwargsCipher = PLAINTEXT
+) -> ConnectionInfo:
     values: dict[str, Any] = {name: getattr(body, name) for name in _FIELDS}
     values = {name: (None if value is UNSET else value) for name, value in values.items()}
-    await upsert(session, m.Connection, {"conn_id": conn_id, "conn_type": body.conn_type, **values})
+    stored = {**values, **{name: cipher.seal_optional(values[name]) for name in _SEALED}}
+    await upsert(session, m.Connection, {"conn_id": conn_id, "conn_type": body.conn_type, **stored})
     shown = {name: value for name, value in values.items() if name != "password"}
     return ConnectionInfo(conn_id=conn_id, conn_type=body.conn_type, **shown)
 
@@ -70,7 +76,9 @@ async def delete_connection(session: AsyncSession, conn_id: str) -> None:
     await session.delete(row)
 
 
-async def list_connections(session: AsyncSession, *, limit: int, offset: int) -> ConnectionList:
+async def list_connections(
+    session: AsyncSession, *, limit: int, offset: int, cipher: KwargsCipher = PLAINTEXT
+) -> ConnectionList:
     total = await session.scalar(select(func.count()).select_from(m.Connection))
     rows = await session.scalars(select(m.Connection).order_by(m.Connection.conn_id).limit(limit).offset(offset))
-    return ConnectionList(connections=[_info(r) for r in rows], total=total or 0)
+    return ConnectionList(connections=[_info(r, cipher) for r in rows], total=total or 0)
