@@ -42,7 +42,7 @@ def _published_handlers() -> list[HTTPRouteHandler]:
         for route in router.routes
         if isinstance(route, HTTPRoute)
         for handler in route.route_handlers
-        if handler.include_in_schema
+        if handler.resolve_include_in_schema()  # inherited from its router, as the app resolves it
     ]
 
 
