@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 from tocsin_wire.serde import parse_allowed
-from tocsin_wire.settings import Env, SettingsError, load
+from tocsin_wire.settings import Env, SettingsError, load, yes_or_no
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tocsin.db"
 MIN_SECRET_BYTES = 32
@@ -59,6 +59,21 @@ class Settings:
     """Unused triggers are deleted at most once per this interval, server-wide."""
     timeout_check_interval_s: Annotated[float, Env("TOCSIN_TIMEOUT_CHECK_INTERVAL_S")] = 5.0
     """How often the server fails deferrals whose trigger_timeout passed and reaps dead jobs."""
+    retention: Annotated[bool, Env("TOCSIN_RETENTION", parse=yes_or_no)] = True
+    """Whether the retention duty runs (deleting the old rows the windows below name)."""
+    retention_interval_s: Annotated[float, Env("TOCSIN_RETENTION_INTERVAL_S")] = 3600.0
+    """The retention duty runs at most once per this interval, server-wide."""
+    retention_batch_size: Annotated[int, Env("TOCSIN_RETENTION_BATCH_SIZE")] = 1000
+    """Rows deleted per short transaction by the retention duty."""
+    retention_events_s: Annotated[float, Env("TOCSIN_RETENTION_EVENTS_S")] = 30 * 86400.0
+    """Trigger event records (event idempotency) older than this, with nothing deferred on their trigger, go;
+    keep it longer than any redelivery of an event."""
+    retention_asset_events_s: Annotated[float, Env("TOCSIN_RETENTION_ASSET_EVENTS_S")] = 30 * 86400.0
+    """Asset events older than this are deleted."""
+    retention_logs_s: Annotated[float, Env("TOCSIN_RETENTION_LOGS_S")] = 14 * 86400.0
+    """Trigger log lines older than this are deleted."""
+    retention_assignments_s: Annotated[float, Env("TOCSIN_RETENTION_ASSIGNMENTS_S")] = 86400.0
+    """Assignment rows of a job that is not running and last beat longer ago than this are deleted."""
     allowed_deserialization_classes: Annotated[
         tuple[str, ...], Env("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", parse=parse_allowed)
     ] = ()
@@ -102,6 +117,7 @@ class Settings:
             "max_claims_per_call",
             "max_event_payload_bytes",
             "max_log_line_bytes",
+            "retention_batch_size",
         ):
             if getattr(self, name) < 1:
                 msg = f"TOCSIN_{name.upper()} must be at least 1"
@@ -109,7 +125,17 @@ class Settings:
         if not 0 < self.heartbeat_interval_s < self.liveness_threshold_s:
             msg = "TOCSIN_HEARTBEAT_INTERVAL_S must be positive and below TOCSIN_LIVENESS_THRESHOLD_S"
             raise ConfigError(msg)
-        for name in ("job_token_ttl_s", "ti_token_ttl_s", "cleanup_interval_s", "timeout_check_interval_s"):
+        for name in (
+            "job_token_ttl_s",
+            "ti_token_ttl_s",
+            "cleanup_interval_s",
+            "timeout_check_interval_s",
+            "retention_interval_s",
+            "retention_events_s",
+            "retention_asset_events_s",
+            "retention_logs_s",
+            "retention_assignments_s",
+        ):
             if not getattr(self, name) > 0:
                 msg = f"TOCSIN_{name.upper()} must be positive"
                 raise ConfigError(msg)

@@ -208,6 +208,9 @@ class AssetEvent(Base):
     payload: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
+    # The retention duty selects old rows by age (migration 0004).
+    __table_args__ = (Index("ix_asset_event_created_at", "created_at"),)
+
 
 class TriggerEvent(Base):
     """An event received from a triggerer; makes event submission idempotent."""
@@ -219,6 +222,8 @@ class TriggerEvent(Base):
     job_id: Mapped[int | None] = mapped_column(BigInteger)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     task_instances_resumed: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_trigger_event_received_at", "received_at"),)
 
 
 class ServerDuty(Base):
@@ -247,4 +252,7 @@ class TriggerLog(Base):
     extra: Mapped[str | None] = mapped_column(Text)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    __table_args__ = (Index("ix_trigger_log_task_instance", "task_instance_id", "try_number", "id"),)
+    __table_args__ = (
+        Index("ix_trigger_log_task_instance", "task_instance_id", "try_number", "id"),
+        Index("ix_trigger_log_timestamp", "timestamp"),
+    )

@@ -8,6 +8,7 @@ Lock order, shared with every writer: job rows, then trigger rows, then task-ins
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tocsin_server.db import models as m
 from tocsin_server.generated.models import TaskInstanceStateName
-from tocsin_server.services import jobs
+from tocsin_server.services import jobs, retention
 from tocsin_server.services._time import utcnow
 from tocsin_server.services.claims import record_changes
 from tocsin_server.services.events import FAIL_METHOD, fail_kwargs
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger("tocsin.server.maintenance")
 CLEANUP: Final = "cleanup"
 TIMEOUTS: Final = "timeouts"
+RETENTION: Final = "retention"
 TIMEOUT_ERROR: Final = "trigger timeout"
 _SWEEP_BATCH: Final = 1000
 
@@ -149,6 +151,34 @@ async def run_periodic_duties(sessionmaker: async_sessionmaker[AsyncSession], se
         await cleanup(session, interval_s=settings.cleanup_interval_s)
 
 
+async def run_retention(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> retention.Swept | None:
+    """Sweep old rows when this replica wins the duty for this interval; None when it does not."""
+    async with sessionmaker() as session, session.begin():
+        if not await claim_duty(session, RETENTION, settings.retention_interval_s):
+            return None
+    swept = await retention.sweep(sessionmaker, settings)
+    if swept.total:
+        _log.info("retention deleted %d rows in %d batches: %s", swept.total, swept.batches, swept)
+    return swept
+
+
+async def _retention_loop(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    explained: Callable[[Exception], Awaitable[bool]] | None,
+) -> None:
+    """Its own loop: a long sweep (a backlog of millions of rows) never delays timeouts or reaping."""
+    while True:
+        try:
+            await run_retention(sessionmaker, settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed sweep is logged and retried, never fatal to the server
+            if explained is None or not await explained(exc):
+                _log.exception("the retention duty failed; trying again next round")
+        await asyncio.sleep(min(settings.retention_interval_s, 60.0))
+
+
 async def periodic_loop(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
@@ -158,12 +188,19 @@ async def periodic_loop(
     """Runs inside every server process; safe with any number of replicas (see ``claim_duty``).
     ``explained(exc)`` is True when a failure is already reported (the database is away: logged once)."""
     period = min(settings.timeout_check_interval_s, settings.cleanup_interval_s)
-    while True:
-        try:
-            await run_periodic_duties(sessionmaker, settings)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a failed round is logged and retried, never fatal to the server
-            if explained is None or not await explained(exc):
-                _log.exception("a periodic duty failed; trying again next round")
-        await asyncio.sleep(period)
+    sweeper = asyncio.create_task(_retention_loop(sessionmaker, settings, explained)) if settings.retention else None
+    try:
+        while True:
+            try:
+                await run_periodic_duties(sessionmaker, settings)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failed round is logged and retried, never fatal to the server
+                if explained is None or not await explained(exc):
+                    _log.exception("a periodic duty failed; trying again next round")
+            await asyncio.sleep(period)
+    finally:
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
