@@ -264,3 +264,17 @@ def test__key_rotate__with_a_key_that_no_longer_opens_a_row_says_so(settings: Se
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "no longer holds" in result.stderr
+
+
+def test__a_secret_sealed_with_a_key_the_server_lost__is_a_problem_naming_the_setting_not_a_traceback(
+    settings: Settings, auth: Auth, caplog: pytest.LogCaptureFixture
+) -> None:
+    with _client(settings, (Fernet.generate_key().decode(),), auth) as client:
+        _write_secrets(client, auth)
+    with _client(settings, (Fernet.generate_key().decode(),), auth) as client:
+        got = client.get("/execution/connections/warehouse", headers=auth("worker"))
+    assert got.status_code == 500
+    assert got.headers["content-type"].startswith("application/problem+json")
+    assert "TOCSIN_TRIGGER_KWARGS_KEYS" in got.json()["detail"]
+    assert PASSWORD not in got.text
+    assert not any(record.exc_info for record in caplog.records)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DataError
 from tocsin_wire import problems as kinds
 from tocsin_wire.problems import PROBLEM_MEDIA_TYPE, kind_of_status, problem_type
 
+from tocsin_server.db.cipher import KwargsCipherError
 from tocsin_server.db.health import (
     RETRY_AFTER_S,
     DatabaseUnavailableError,
@@ -160,6 +161,17 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return problem(HTTP_500_INTERNAL_SERVER_ERROR, "the server failed; the error is logged", request=request)
 
 
+def _on_undecryptable(request: Request[Any, Any, Any], exc: KwargsCipherError) -> Response[Problem]:
+    """A stored secret sealed with a key the server no longer has: the operator's configuration, said in one log
+    line and in the answer, never a traceback."""
+    _log.error("%s %s: %s (TOCSIN_TRIGGER_KWARGS_KEYS)", request.method, request.url.path, exc)
+    detail = (
+        "a stored secret cannot be decrypted with the server's keys (TOCSIN_TRIGGER_KWARGS_KEYS); "
+        "the operator must configure the key that sealed it"
+    )
+    return problem(HTTP_500_INTERNAL_SERVER_ERROR, detail, request=request)
+
+
 def _on_database_unavailable(request: Request[Any, Any, Any], exc: DatabaseUnavailableError) -> Response[Problem]:
     headers = {"Retry-After": str(RETRY_AFTER_S)}
     return problem(503, exc.message, request=request, kind=kinds.DATABASE_UNAVAILABLE, headers=headers)
@@ -181,6 +193,7 @@ EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     ServiceError: _on_service,
     BodyRejectedError: _on_rejected_body,
     DataError: _on_data_error,
+    KwargsCipherError: _on_undecryptable,
     Exception: _on_unexpected,
 }
 
