@@ -162,21 +162,23 @@ async def run_retention(sessionmaker: async_sessionmaker[AsyncSession], settings
     return swept
 
 
-async def _retention_loop(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    settings: Settings,
+async def _repeat(
+    round_: Callable[[], Awaitable[object]],
+    period_s: float,
+    what: str,
     explained: Callable[[Exception], Awaitable[bool]] | None,
 ) -> None:
-    """Its own loop: a long sweep (a backlog of millions of rows) never delays timeouts or reaping."""
+    """Run ``round_`` every ``period_s`` forever; a failed round is logged (unless ``explained`` already reported
+    it: the database is away, logged once) and retried, never fatal to the server."""
     while True:
         try:
-            await run_retention(sessionmaker, settings)
+            await round_()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a failed sweep is logged and retried, never fatal to the server
+        except Exception as exc:  # noqa: BLE001 - a failed round is logged and retried, never fatal to the server
             if explained is None or not await explained(exc):
-                _log.exception("the retention duty failed; trying again next round")
-        await asyncio.sleep(min(settings.retention_interval_s, 60.0))
+                _log.exception("%s failed; trying again next round", what)
+        await asyncio.sleep(period_s)
 
 
 async def periodic_loop(
@@ -188,17 +190,21 @@ async def periodic_loop(
     """Runs inside every server process; safe with any number of replicas (see ``claim_duty``).
     ``explained(exc)`` is True when a failure is already reported (the database is away: logged once)."""
     period = min(settings.timeout_check_interval_s, settings.cleanup_interval_s)
-    sweeper = asyncio.create_task(_retention_loop(sessionmaker, settings, explained)) if settings.retention else None
+    # Retention has its own loop: a long sweep (a backlog of millions of rows) never delays timeouts or reaping.
+    sweeper = (
+        asyncio.create_task(
+            _repeat(
+                lambda: run_retention(sessionmaker, settings),
+                min(settings.retention_interval_s, 60.0),
+                "the retention duty",
+                explained,
+            )
+        )
+        if settings.retention
+        else None
+    )
     try:
-        while True:
-            try:
-                await run_periodic_duties(sessionmaker, settings)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a failed round is logged and retried, never fatal to the server
-                if explained is None or not await explained(exc):
-                    _log.exception("a periodic duty failed; trying again next round")
-            await asyncio.sleep(period)
+        await _repeat(lambda: run_periodic_duties(sessionmaker, settings), period, "a periodic duty", explained)
     finally:
         if sweeper is not None:
             sweeper.cancel()
