@@ -26,11 +26,11 @@ from tocsin_server.api import (
     variables,
     xcoms,
 )
+from tocsin_server.db.cipher import KwargsCipher
 from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.health import DatabaseHealth
 from tocsin_server.db.reads import create_reads
 from tocsin_server.db.transactions import create_sessionmaker, create_write_gate, provide_transaction
-from tocsin_server.services.kwargs_cipher import KwargsCipher
 from tocsin_server.services.maintenance import periodic_loop
 from tocsin_server.web.allow_header import complete_allow_header
 from tocsin_server.web.auth import BearerAuthMiddleware

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tocsin_server.app import create_app
 from tocsin_server.config import ConfigError, Settings, load_settings
 from tocsin_server.db import models as m
-from tocsin_server.services.kwargs_cipher import KwargsCipher, KwargsCipherError
+from tocsin_server.db.cipher import KwargsCipher, KwargsCipherError
 
 from tests.integration.test_runtime_api import make_task_instance
 

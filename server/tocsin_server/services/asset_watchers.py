@@ -8,11 +8,11 @@ import msgspec
 from sqlalchemy import func, select
 
 from tocsin_server.db import models as m
+from tocsin_server.db.cipher import PLAINTEXT, KwargsCipher
 from tocsin_server.errors import NotFoundError
 from tocsin_server.generated.models import AssetEvent, AssetEventList, AssetWatcher, AssetWatcherBody, AssetWatcherList
 from tocsin_server.services._json import raw_json
 from tocsin_server.services._time import utcnow
-from tocsin_server.services.kwargs_cipher import PLAINTEXT, KwargsCipher
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

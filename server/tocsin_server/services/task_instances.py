@@ -11,6 +11,7 @@ from msgspec import UNSET
 from sqlalchemy import func, select
 
 from tocsin_server.db import models as m
+from tocsin_server.db.cipher import PLAINTEXT, KwargsCipher
 from tocsin_server.db.reads import GET_TASK_STATES, Reads
 from tocsin_server.errors import ConflictError, NotFoundError
 from tocsin_server.generated.models import (
@@ -26,7 +27,6 @@ from tocsin_server.generated.models import (
 from tocsin_server.services._db import insert_or_conflict
 from tocsin_server.services._json import raw_json
 from tocsin_server.services._time import utcnow
-from tocsin_server.services.kwargs_cipher import PLAINTEXT, KwargsCipher
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from sqlalchemy import select
 
 from tocsin_server.db import models as m
+from tocsin_server.db.cipher import PLAINTEXT, KwargsCipher
 from tocsin_server.generated.models import RunTrigger, TaskInstanceStateName, WorkloadTaskInstance
 from tocsin_server.services._json import raw_json
-from tocsin_server.services.kwargs_cipher import PLAINTEXT, KwargsCipher
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
