@@ -31,6 +31,7 @@ from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.health import DatabaseHealth
 from tocsin_server.db.reads import create_reads
 from tocsin_server.db.transactions import create_sessionmaker, create_write_gate, provide_transaction
+from tocsin_server.services import changes
 from tocsin_server.services.maintenance import periodic_loop
 from tocsin_server.web.allow_header import complete_allow_header
 from tocsin_server.web.auth import BearerAuthMiddleware
@@ -69,6 +70,7 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
     authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
     engine = create_write_engine(settings)
     sessionmaker = create_sessionmaker(engine)
+    changes.track(sessionmaker)  # every task-instance state change is logged in its own transaction
     health = DatabaseHealth(settings, reads)
 
     async def database_away(exc: Exception) -> bool:
