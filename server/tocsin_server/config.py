@@ -74,6 +74,8 @@ class Settings:
     """Trigger log lines older than this are deleted."""
     retention_assignments_s: Annotated[float, Env("TOCSIN_RETENTION_ASSIGNMENTS_S")] = 86400.0
     """Assignment rows of a job that is not running and last beat longer ago than this are deleted."""
+    retention_changes_s: Annotated[float, Env("TOCSIN_RETENTION_CHANGES_S")] = 7 * 86400.0
+    """Task-instance change log entries (the watch feed's history) older than this are deleted."""
     allowed_deserialization_classes: Annotated[
         tuple[str, ...], Env("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", parse=parse_allowed)
     ] = ()
