@@ -56,6 +56,9 @@ class Unit:
         return self.sections.get(section, {}).get(key)
 
     def _expand(self, key: str, raw: str, instance: str, replace: Mapping[str, str]) -> str:
+        if "\n" in raw or raw.endswith("\\"):
+            msg = f"{self.path.name}: {key}= continues on another line; keep it on one"
+            raise UnitError(msg)
         text = raw.replace("%i", instance)
         if found := _SPECIFIER.search(text):
             msg = f"{self.path.name}: {key}= uses the specifier {found.group()}; only %i is substituted"
@@ -71,10 +74,10 @@ class Unit:
         """The ``[Service]`` line ``key`` (``ExecStart``, ``ExecStartPre``) as systemd would run it."""
         replace = replace or {}
         raw = self.value("Service", key)
-        if raw is None:
-            msg = f"{self.path.name} has no {key}= line"
+        if not raw:
+            msg = f"{self.path.name} has no {key}= command"
             raise UnitError(msg)
-        if raw[:1] in "-@+!:":
+        if raw[0] in "-@+!:":
             msg = f"{self.path.name}: {key}= starts with the prefix {raw[0]!r}, which this reader does not run"
             raise UnitError(msg)
         argv = shlex.split(self._expand(key, raw, instance, replace))

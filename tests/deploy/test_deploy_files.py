@@ -39,7 +39,7 @@ def haproxy_binary() -> str:
 
 @pytest.mark.parametrize(
     "env",
-    [{}, {"TOCSIN_LB_BIND": "127.0.0.1:18080", "TOCSIN_API_1": "10.0.0.1:8081", "TOCSIN_API_2": "[::1]:9000"}],
+    [{}, {"LB_BIND": "127.0.0.1:18080", "LB_SERVER_1": "10.0.0.1:8081", "LB_SERVER_2": "[::1]:9000"}],
     ids=["as-written", "variables-set"],
 )
 def test__haproxy_accepts_the_config(haproxy_binary: str, env: dict[str, str]) -> None:
@@ -87,6 +87,7 @@ def test__the_unit_reader_refuses_what_it_would_run_differently(tmp_path: Path) 
         ("ExecStart=-/bin/tocsin api-server", "prefix"),
         ("ExecStart=/bin/tocsin api-server --port $PORT", "expands a variable"),
         ("ExecStart=/bin/tocsin api-server --host %H", "specifier %H"),
+        ("ExecStart=/bin/tocsin api-server \\\n  --port 1", "continues on another line"),
     ]:
         unit.write_text(f"[Service]\n{line}\n")
         with pytest.raises(UnitError, match=refused):

@@ -51,9 +51,9 @@ from tests.deploy.deployment import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-TASKS = 200
+TASKS = 160
 LEAD_S = 1.0  # the first trigger fires this long after the deferrals are expected to be done
-SPREAD_S = 12.0  # the fire moments spread over this long
+SPREAD_S = 10.0  # the fire moments spread over this long
 INTERVALS = {"timeouts": 1.0, "cleanup": 2.0, "retention": 2.0}
 TUNING = {
     "TOCSIN_TIMEOUT_CHECK_INTERVAL_S": str(INTERVALS["timeouts"]),
@@ -169,8 +169,8 @@ def test__replica_killed_and_postgres_restarted_mid_firing__nothing_lost_nothing
     migrate = site.service(MIGRATE_UNIT)
     api = [site.service(API_SERVER_UNIT, instance=str(ports[name])) for name in ("api1", "api2")]
     triggerers = [site.service(TRIGGERER_UNIT, instance=str(n)) for n in (1, 2)]
-    lb_env = {"TOCSIN_LB_BIND": balancer, "TOCSIN_API_1": f"127.0.0.1:{ports['api1']}"}
-    lb_env["TOCSIN_API_2"] = f"127.0.0.1:{ports['api2']}"
+    lb_env = {"LB_BIND": balancer, "LB_SERVER_1": f"127.0.0.1:{ports['api1']}"}
+    lb_env["LB_SERVER_2"] = f"127.0.0.1:{ports['api2']}"
     lb = f"http://{balancer}"
 
     timeline = Timeline(pg)
@@ -303,6 +303,9 @@ def _assert_duties_once_per_interval(pg: PrivatePostgres, server_pids: dict[int,
     for name, interval_s in INTERVALS.items():
         mine = [run for run in runs if run.name == name]
         assert len(mine) >= 3, f"the {name} duty ran {len(mine)} times: {timeline}"
+        gaps = [(after.last_run - before.last_run).total_seconds() for before, after in itertools.pairwise(mine)]
+        writers = sorted({server_pids[run.writer_pid] for run in mine})
+        print(f"{name}: {len(mine)} runs by {writers}, gaps {min(gaps):.2f}-{max(gaps):.2f} s")  # with -s
         for before, after in itertools.pairwise(mine):
             gap = (after.last_run - before.last_run).total_seconds()
             assert gap >= interval_s, (
