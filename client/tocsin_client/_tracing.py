@@ -13,11 +13,14 @@ Imported only when tracing is on; with it off the triggerer never loads OpenTele
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context, trace
+from opentelemetry.distro import OpenTelemetryConfigurator
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor, RequestInfo
+from opentelemetry.sdk.trace import TracerProvider
 
 from tocsin_client._client import OPERATION_EXTENSION
 
@@ -27,11 +30,32 @@ if TYPE_CHECKING:
     from tocsin_client._client import AsyncClient
     from tocsin_client.triggerer._frames import EventOut
 
-__all__ = ["TriggererTracing"]
+__all__ = ["TriggererTracing", "configure_sdk"]
 
 _SCOPE: Final = "tocsin.triggerer"
 _LINKS: Final = context.create_key("tocsin.fired-links")
 """The fires, beyond the parent, that the next call delivers (a bulk call links to them)."""
+
+
+def configure_sdk() -> str | None:
+    """Configure the SDK from the standard ``OTEL_*`` variables (opentelemetry-distro's configurator, as
+    ``opentelemetry-instrument`` does), unless this process has a tracer provider already (it runs under
+    ``opentelemetry-instrument``, or a test set one). Returns what is wrong, in one line, or None.
+
+    ``OTEL_TRACES_EXPORTER`` unset means OTLP over HTTP (the specification's default protocol, and the exporter
+    the extra ships). (The server's ``tocsin_server.web.tracing`` does the same: the sides share no code but the leaf,
+    and the leaf imports no OpenTelemetry.)
+    """
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return None
+    if not os.environ.get("OTEL_TRACES_EXPORTER"):
+        os.environ["OTEL_TRACES_EXPORTER"] = "otlp"
+        os.environ.setdefault("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+    try:
+        OpenTelemetryConfigurator().configure()  # type: ignore[no-untyped-call]  # the distro has no annotations
+    except (RuntimeError, ValueError) as exc:  # an exporter or sampler the variables name that cannot be had
+        return f"OTEL_TRACES_EXPORTER={os.environ['OTEL_TRACES_EXPORTER']!r} (TOCSIN_OTEL is on): {exc}"
+    return None
 
 
 async def _name_by_operation(span: trace.Span, request: RequestInfo) -> None:

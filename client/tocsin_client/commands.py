@@ -30,8 +30,6 @@ def triggerer(
 ) -> int:
     """Run a triggerer until it is stopped; its exit code. A flag that is None leaves its setting to its
     ``TOCSIN_*`` variable and default (``TriggererConfig``)."""
-    from tocsin_wire.otel import configure_sdk  # noqa: PLC0415
-
     from tocsin_client.triggerer import ConfigError, TriggererConfig, run  # noqa: PLC0415
 
     try:
@@ -49,9 +47,12 @@ def triggerer(
     except ConfigError as exc:
         sys.stderr.write(f"tocsin triggerer: configuration error: {exc}\n")
         return 2
-    if config.otel and (problem := configure_sdk()) is not None:
-        sys.stderr.write(f"tocsin triggerer: configuration error: {problem}\n")
-        return 2
+    if config.otel:
+        from tocsin_client._tracing import configure_sdk  # noqa: PLC0415 - OpenTelemetry loads only when on
+
+        if (problem := configure_sdk()) is not None:
+            sys.stderr.write(f"tocsin triggerer: configuration error: {problem}\n")
+            return 2
     return run(config)
 
 

@@ -235,3 +235,14 @@ async def test__off__the_app_has_no_tracing_and_records_nothing(
     ):
         await client.list_variables()
     assert spans.get_finished_spans() == ()
+
+
+async def test__excluded_urls__the_standard_variable_leaves_probes_untraced(
+    settings: Settings, auth: Auth, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_PYTHON_LITESTAR_EXCLUDED_URLS", "health")
+    async with traced(settings, auth) as world:
+        await world.admin.get_health()
+        await world.admin.get_ready()
+    served = {span.name for span in spans.get_finished_spans() if span.kind is SpanKind.SERVER}
+    assert served == {"getReady"}

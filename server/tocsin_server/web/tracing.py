@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tocsin_wire.otel import configure_sdk
-
 from tocsin_server.config import ConfigError
 from tocsin_server.db.reads import EngineReads
 
@@ -37,7 +35,7 @@ def tracing_plugins(settings: Settings, engine: AsyncEngine, reads: Reads) -> li
     directly, past SQLAlchemy, and get no span of their own (docs/operations.md)."""
     if not settings.otel:
         return []
-    if (problem := configure_sdk()) is not None:
+    if (problem := _configure_sdk()) is not None:
         raise ConfigError(problem)
     from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin  # noqa: PLC0415
 
@@ -47,6 +45,33 @@ def tracing_plugins(settings: Settings, engine: AsyncEngine, reads: Reads) -> li
         exclude_spans=["receive", "send"],  # one span per ASGI message is noise, not news
     )
     return [OpenTelemetryPlugin(config), _ServerTracing(engines)]
+
+
+def _configure_sdk() -> str | None:
+    """Configure the SDK from the standard ``OTEL_*`` variables (opentelemetry-distro's configurator, as
+    ``opentelemetry-instrument`` does), unless this process has a tracer provider already (it runs under
+    ``opentelemetry-instrument``, or a test set one). Returns what is wrong, in one line, or None.
+
+    ``OTEL_TRACES_EXPORTER`` unset means OTLP over HTTP (the specification's default protocol, and the exporter
+    the extra ships). (``tocsin_client._tracing.configure_sdk`` does the same for the triggerer: the sides share no code
+    but the leaf, and the leaf imports no OpenTelemetry.)
+    """
+    import os  # noqa: PLC0415
+
+    from opentelemetry import trace  # noqa: PLC0415
+    from opentelemetry.distro import OpenTelemetryConfigurator  # noqa: PLC0415
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return None
+    if not os.environ.get("OTEL_TRACES_EXPORTER"):
+        os.environ["OTEL_TRACES_EXPORTER"] = "otlp"
+        os.environ.setdefault("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+    try:
+        OpenTelemetryConfigurator().configure()  # type: ignore[no-untyped-call]  # the distro has no annotations
+    except (RuntimeError, ValueError) as exc:  # an exporter or sampler the variables name that cannot be had
+        return f"OTEL_TRACES_EXPORTER={os.environ['OTEL_TRACES_EXPORTER']!r} (TOCSIN_OTEL is on): {exc}"
+    return None
 
 
 def _method_only(scope: Scope) -> tuple[str, dict[str, Any]]:
