@@ -9,14 +9,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated
 
-from tocsin_wire.otel import MISSING_EXTRA, otel_installed
 from tocsin_wire.serde import parse_allowed
 from tocsin_wire.settings import Env, SettingsError, load, yes_or_no
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./tocsin.db"
 MIN_SECRET_BYTES = 32
 STANDALONE_SECRET_FILE = "tocsin-jwt-secret"  # noqa: S105 - a file name, not a secret
-SERVER_OTEL_MODULES = ("opentelemetry.sdk", "opentelemetry.instrumentation.asgi", "opentelemetry.distro")
 
 
 class ConfigError(ValueError):
@@ -103,8 +101,6 @@ class Settings:
         return self.database_url.startswith("postgresql")
 
     def validate(self) -> Settings:
-        if self.otel and not otel_installed(SERVER_OTEL_MODULES):
-            raise ConfigError(MISSING_EXTRA)
         if self.trigger_kwargs_keys and (problem := _fernet_key_problem(self.trigger_kwargs_keys)) is not None:
             msg = f"TOCSIN_TRIGGER_KWARGS_KEYS: {problem}; make one with: tocsin key create"
             raise ConfigError(msg)

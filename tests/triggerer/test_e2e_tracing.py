@@ -127,8 +127,10 @@ def _run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("command", [["api-server"], ["triggerer", "--api-url", "http://127.0.0.1:9"]])
-def test__on_without_the_extra__one_line_naming_it_and_exit_2(command: list[str], without_otel: str) -> None:
-    done = _run(command, TOCSIN_OTEL="true", PYTHONPATH=without_otel)
+def test__on_without_the_extra__one_line_naming_it_and_exit_2(
+    command: list[str], without_otel: str, clean_database: str
+) -> None:
+    done = _run(command, TOCSIN_OTEL="true", PYTHONPATH=without_otel, TOCSIN_DATABASE_URL=clean_database)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert "pip install 'tocsin[otel]'" in done.stderr

@@ -12,11 +12,10 @@ from typing import Final
 __all__ = ["MISSING_EXTRA", "otel_installed"]
 
 MISSING_EXTRA: Final = "TOCSIN_OTEL is on but OpenTelemetry is not installed: pip install 'tocsin[otel]'"
-_NEEDED: Final = ("opentelemetry.sdk", "opentelemetry.instrumentation.httpx", "opentelemetry.distro")
 
 
-def otel_installed(needed: tuple[str, ...] = _NEEDED) -> bool:
-    """True when every module of the extra that this side uses can be imported."""
+def otel_installed(needed: tuple[str, ...]) -> bool:
+    """True when every module in ``needed`` (those of the extra that one side uses) can be imported."""
     try:
         return all(importlib.util.find_spec(name) is not None for name in needed)
     except ModuleNotFoundError:  # a parent package (opentelemetry itself) is absent

@@ -17,6 +17,8 @@ __all__ = ["BUILTIN_ALLOWED", "ConfigError", "TriggererConfig"]
 
 BUILTIN_ALLOWED: Final = ("tocsin_client.*",)
 _HOSTNAME: Final = re.compile(r"[^A-Za-z0-9.\-]")
+_OTEL_MODULES: Final = ("opentelemetry.sdk", "opentelemetry.distro", "opentelemetry.instrumentation.httpx")
+"""What ``tocsin_client._tracing`` imports from the ``otel`` extra."""
 
 
 class ConfigError(ValueError):
@@ -101,7 +103,7 @@ class TriggererConfig:
             problems.append("grace_period_s and runner_health_threshold_s must not be negative")
         if problems:
             raise ConfigError("; ".join(problems))
-        if self.otel and not otel_installed():
+        if self.otel and not otel_installed(_OTEL_MODULES):
             raise ConfigError(MISSING_EXTRA)
         return self
 

@@ -13,7 +13,9 @@ Off, nothing here is imported beyond this module and the app gets no middleware.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+
+from tocsin_wire.otel import MISSING_EXTRA, otel_installed
 
 from tocsin_server.config import ConfigError
 from tocsin_server.db.reads import EngineReads
@@ -29,12 +31,21 @@ if TYPE_CHECKING:
 
 __all__ = ["tracing_plugins"]
 
+_NEEDED: Final = (
+    "opentelemetry.sdk",
+    "opentelemetry.distro",
+    "opentelemetry.instrumentation.asgi",
+    "opentelemetry.instrumentation.sqlalchemy",
+)
+
 
 def tracing_plugins(settings: Settings, engine: AsyncEngine, reads: Reads) -> list[InitPluginProtocol]:
     """The app's tracing plugins: none when ``TOCSIN_OTEL`` is off. The hot reads on PostgreSQL go to asyncpg
     directly, past SQLAlchemy, and get no span of their own (docs/operations.md)."""
     if not settings.otel:
         return []
+    if not otel_installed(_NEEDED):
+        raise ConfigError(MISSING_EXTRA)
     if (problem := _configure_sdk()) is not None:
         raise ConfigError(problem)
     from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin  # noqa: PLC0415
