@@ -43,8 +43,8 @@ def configure_sdk() -> str | None:
     ``opentelemetry-instrument``, or a test set one). Returns what is wrong, in one line, or None.
 
     ``OTEL_TRACES_EXPORTER`` unset means OTLP over HTTP (the specification's default protocol, and the exporter
-    the extra ships). (The server's ``tocsin_server.web.tracing`` does the same: the sides share no code but the leaf,
-    and the leaf imports no OpenTelemetry.)
+    the extra ships). The server's ``tocsin_server.web.tracing`` does the same: the sides share no code but the
+    leaf, and the leaf imports no OpenTelemetry.
     """
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return None
@@ -72,7 +72,7 @@ async def _name_by_operation(span: trace.Span, request: RequestInfo) -> None:
 
 
 class TriggererTracing:
-    """The triggerer's spans, over the process's tracer provider (``tocsin_wire.otel.configure_sdk``)."""
+    """The triggerer's spans, over the process's tracer provider (``configure_sdk``)."""
 
     def __init__(self) -> None:
         self._tracer = trace.get_tracer(_SCOPE)

@@ -1,6 +1,7 @@
 """OpenTelemetry traces of the API server (``TOCSIN_OTEL``; the ``otel`` extra; docs/operations.md, Traces).
 
-Off, nothing here is imported beyond this module and the app gets no middleware. On:
+Off, ``tracing_plugins`` gives no plugin: the app gets no middleware and this module imports no OpenTelemetry.
+On:
 - a SERVER span per request, from Litestar's OpenTelemetry plugin (opentelemetry-instrumentation-asgi), which
   joins the caller's trace through its W3C ``traceparent`` header. The plugin wraps the app outside routing, so
   the span starts named by the method alone; ``_NameByOperation``, inside routing, renames it to the route's
@@ -64,8 +65,8 @@ def _configure_sdk() -> str | None:
     ``opentelemetry-instrument``, or a test set one). Returns what is wrong, in one line, or None.
 
     ``OTEL_TRACES_EXPORTER`` unset means OTLP over HTTP (the specification's default protocol, and the exporter
-    the extra ships). (``tocsin_client._tracing.configure_sdk`` does the same for the triggerer: the sides share no code
-    but the leaf, and the leaf imports no OpenTelemetry.)
+    the extra ships). ``tocsin_client._tracing.configure_sdk`` does the same for the triggerer: the sides share
+    no code but the leaf, and the leaf imports no OpenTelemetry.
     """
     import os  # noqa: PLC0415
 
@@ -117,12 +118,13 @@ class _NameByOperation:
     """Names the request's span after the route's operationId (inside routing, where the route is known)."""
 
     def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         from opentelemetry import trace  # noqa: PLC0415
 
-        span = trace.get_current_span()
+        self._app = app
+        self._current_span = trace.get_current_span
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        span = self._current_span()
         operation = getattr(scope.get("route_handler"), "operation_id", None)
         if span.is_recording() and isinstance(operation, str):
             span.update_name(operation)
