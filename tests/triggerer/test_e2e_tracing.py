@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from tocsin_server.web.tokens import TokenAuthority
 
+from harness.databases import sqlite_database
 from harness.live_server import free_port, wait_until_healthy
 from tests.conftest import SECRET
 from tests.triggerer.e2e_support import FAST, REPO, Tasks, in_seconds, poll
@@ -59,15 +60,21 @@ def _process(command: list[str], env: dict[str, str], out: Path) -> Iterator[sub
 
 
 def test__the_event_calls_server_span__is_the_child_of_the_triggerers_span(
-    clean_database: str, tmp_path: Path, authority: TokenAuthority
+    tmp_path: Path, authority: TokenAuthority
 ) -> None:
+    # SQLite only: what the database adds (statement spans under the request's) is tested on both in-process
+    with sqlite_database(tmp_path) as database_url:
+        _fire_event_resume(database_url, tmp_path, authority)
+
+
+def _fire_event_resume(database_url: str, tmp_path: Path, authority: TokenAuthority) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server_env = {
         **os.environ,
         **FAST,
         **CONSOLE,
-        "TOCSIN_DATABASE_URL": clean_database,
+        "TOCSIN_DATABASE_URL": database_url,
         "TOCSIN_JWT_SECRET": SECRET,
         "OTEL_SERVICE_NAME": "tocsin-api",
     }
@@ -128,9 +135,10 @@ def _run(command: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("command", [["api-server"], ["triggerer", "--api-url", "http://127.0.0.1:9"]])
 def test__on_without_the_extra__one_line_naming_it_and_exit_2(
-    command: list[str], without_otel: str, clean_database: str
+    command: list[str], without_otel: str, tmp_path: Path
 ) -> None:
-    done = _run(command, TOCSIN_OTEL="true", PYTHONPATH=without_otel, TOCSIN_DATABASE_URL=clean_database)
+    with sqlite_database(tmp_path) as url:  # the server checks its database first
+        done = _run(command, TOCSIN_OTEL="true", PYTHONPATH=without_otel, TOCSIN_DATABASE_URL=url)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
     assert "pip install 'tocsin[otel]'" in done.stderr
