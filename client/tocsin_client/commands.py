@@ -47,6 +47,12 @@ def triggerer(
     except ConfigError as exc:
         sys.stderr.write(f"tocsin triggerer: configuration error: {exc}\n")
         return 2
+    if config.otel:
+        from tocsin_client._tracing import configure_sdk  # noqa: PLC0415 - OpenTelemetry loads only when on
+
+        if (problem := configure_sdk()) is not None:
+            sys.stderr.write(f"tocsin triggerer: configuration error: {problem}\n")
+            return 2
     return run(config)
 
 

@@ -38,6 +38,7 @@ from tocsin_server.web.auth import BearerAuthMiddleware
 from tocsin_server.web.json_limits import JsonBodyGuard
 from tocsin_server.web.problems import EXCEPTION_HANDLERS
 from tocsin_server.web.tokens import TokenAuthority
+from tocsin_server.web.tracing import tracing_plugins
 from tocsin_server.web.versioning import LATEST, ApiVersionMiddleware, echo_version
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
         exception_handlers=EXCEPTION_HANDLERS,
         after_exception=[health.after_exception],
         lifespan=[databases],
+        plugins=tracing_plugins(settings, engine, reads),  # none unless TOCSIN_OTEL is on
         state=State(
             {
                 "reads": reads,

@@ -17,8 +17,8 @@ def create_from_env() -> Litestar:
     try:
         settings = load_settings()
         check_database(settings.database_url)
+        return create_app(settings)  # TOCSIN_OTEL's exporter variables are checked here
     except ConfigError as exc:
         sys.stderr.write(f"tocsin api-server: configuration error: {exc}\n")
         sys.stderr.flush()
         raise SystemExit(2) from None
-    return create_app(settings)

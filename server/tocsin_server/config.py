@@ -91,6 +91,8 @@ class Settings:
     """Server processes of ``api-server`` (``--workers``)."""
     standalone_capacity: Annotated[int, Env("TOCSIN_STANDALONE_CAPACITY")] = 10_000
     """The capacity of the triggerer ``standalone`` runs (``--capacity``)."""
+    otel: Annotated[bool, Env("TOCSIN_OTEL", parse=yes_or_no)] = False
+    """OpenTelemetry traces (the ``otel`` extra; exporter and service name from the standard ``OTEL_*`` variables)."""
 
     @property
     def is_sqlite(self) -> bool:

@@ -63,6 +63,7 @@ class _SyncTransport(Protocol):
         method: str,
         path: str,
         *,
+        operation: str,
         expected: int,
         params: dict[str, Any],
         body: object | None,
@@ -76,6 +77,7 @@ class _AsyncTransport(Protocol):
         method: str,
         path: str,
         *,
+        operation: str,
         expected: int,
         params: dict[str, Any],
         body: object | None,
@@ -91,6 +93,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "POST",
             f"/execution/triggers/cleanup",
+            operation="cleanupTriggers",
             expected=200,
             params={},
             body=None,
@@ -100,23 +103,49 @@ class SyncOperations(_SyncTransport):
     def complete_job(self, job_id: int) -> None:
         """Complete a job (`POST /execution/jobs/{job_id}/complete`, operationId `completeJob`)."""
         return self._call(
-            "POST", f"/execution/jobs/{_path(job_id)}/complete", expected=204, params={}, body=None, response_type=None
+            "POST",
+            f"/execution/jobs/{_path(job_id)}/complete",
+            operation="completeJob",
+            expected=204,
+            params={},
+            body=None,
+            response_type=None,
         )
 
     def create_asset_watcher(self, body: models.AssetWatcherBody) -> models.AssetWatcher:
         """Create an asset watcher (`POST /api/v1/asset-watchers`, operationId `createAssetWatcher`)."""
         return self._call(
-            "POST", f"/api/v1/asset-watchers", expected=201, params={}, body=body, response_type=models.AssetWatcher
+            "POST",
+            f"/api/v1/asset-watchers",
+            operation="createAssetWatcher",
+            expected=201,
+            params={},
+            body=body,
+            response_type=models.AssetWatcher,
         )
 
     def create_dag_run(self, body: models.DagRunBody) -> models.DagRun:
         """Create a dag run (`POST /api/v1/dag-runs`, operationId `createDagRun`)."""
-        return self._call("POST", f"/api/v1/dag-runs", expected=201, params={}, body=body, response_type=models.DagRun)
+        return self._call(
+            "POST",
+            f"/api/v1/dag-runs",
+            operation="createDagRun",
+            expected=201,
+            params={},
+            body=body,
+            response_type=models.DagRun,
+        )
 
     def create_task_instance(self, body: models.TaskInstanceBody) -> models.TaskInstance:
         """Create a task instance (`POST /api/v1/task-instances`, operationId `createTaskInstance`)."""
         return self._call(
-            "POST", f"/api/v1/task-instances", expected=201, params={}, body=body, response_type=models.TaskInstance
+            "POST",
+            f"/api/v1/task-instances",
+            operation="createTaskInstance",
+            expected=201,
+            params={},
+            body=body,
+            response_type=models.TaskInstance,
         )
 
     def delete_asset_watcher(self, watcher_id: int) -> None:
@@ -124,6 +153,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "DELETE",
             f"/api/v1/asset-watchers/{_path(watcher_id)}",
+            operation="deleteAssetWatcher",
             expected=204,
             params={},
             body=None,
@@ -133,13 +163,25 @@ class SyncOperations(_SyncTransport):
     def delete_connection(self, conn_id: str) -> None:
         """Delete a connection (`DELETE /api/v1/connections/{conn_id}`, operationId `deleteConnection`)."""
         return self._call(
-            "DELETE", f"/api/v1/connections/{_path(conn_id)}", expected=204, params={}, body=None, response_type=None
+            "DELETE",
+            f"/api/v1/connections/{_path(conn_id)}",
+            operation="deleteConnection",
+            expected=204,
+            params={},
+            body=None,
+            response_type=None,
         )
 
     def delete_variable(self, key: str) -> None:
         """Delete a variable (`DELETE /execution/variables/{key}`, operationId `deleteVariable`)."""
         return self._call(
-            "DELETE", f"/execution/variables/{_path(key)}", expected=204, params={}, body=None, response_type=None
+            "DELETE",
+            f"/execution/variables/{_path(key)}",
+            operation="deleteVariable",
+            expected=204,
+            params={},
+            body=None,
+            response_type=None,
         )
 
     def get_connection(self, conn_id: str) -> models.Connection:
@@ -147,6 +189,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/execution/connections/{_path(conn_id)}",
+            operation="getConnection",
             expected=200,
             params={},
             body=None,
@@ -158,6 +201,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/execution/dag-runs/{_path(dag_id)}/{_path(run_id)}/state",
+            operation="getDagRunState",
             expected=200,
             params={},
             body=None,
@@ -166,17 +210,22 @@ class SyncOperations(_SyncTransport):
 
     def get_health(self) -> models.Health:
         """Liveness (`GET /health`, operationId `getHealth`)."""
-        return self._call("GET", f"/health", expected=200, params={}, body=None, response_type=models.Health)
+        return self._call(
+            "GET", f"/health", operation="getHealth", expected=200, params={}, body=None, response_type=models.Health
+        )
 
     def get_ready(self) -> models.Readiness:
         """Readiness (`GET /ready`, operationId `getReady`)."""
-        return self._call("GET", f"/ready", expected=200, params={}, body=None, response_type=models.Readiness)
+        return self._call(
+            "GET", f"/ready", operation="getReady", expected=200, params={}, body=None, response_type=models.Readiness
+        )
 
     def get_task_instance(self, task_instance_id: UUID) -> models.TaskInstance:
         """Get a task instance (`GET /api/v1/task-instances/{task_instance_id}`, operationId `getTaskInstance`)."""
         return self._call(
             "GET",
             f"/api/v1/task-instances/{_path(task_instance_id)}",
+            operation="getTaskInstance",
             expected=200,
             params={},
             body=None,
@@ -195,6 +244,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/api/v1/task-instances/{_path(task_instance_id)}/logs",
+            operation="getTaskInstanceLogs",
             expected=200,
             params={"try_number": try_number, "limit": limit, "offset": offset},
             body=None,
@@ -208,6 +258,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/execution/task-instances/states",
+            operation="getTaskInstanceStates",
             expected=200,
             params={"dag_id": dag_id, "run_id": run_id, "task_ids": task_ids},
             body=None,
@@ -217,7 +268,13 @@ class SyncOperations(_SyncTransport):
     def get_trigger_workloads(self, body: models.WorkloadsBody) -> models.Workloads:
         """Run workloads for held triggers (`POST /execution/triggers/workloads`, operationId `getTriggerWorkloads`)."""
         return self._call(
-            "POST", f"/execution/triggers/workloads", expected=200, params={}, body=body, response_type=models.Workloads
+            "POST",
+            f"/execution/triggers/workloads",
+            operation="getTriggerWorkloads",
+            expected=200,
+            params={},
+            body=body,
+            response_type=models.Workloads,
         )
 
     def get_variable(self, key: str) -> models.Variable:
@@ -225,6 +282,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/execution/variables/{_path(key)}",
+            operation="getVariable",
             expected=200,
             params={},
             body=None,
@@ -238,6 +296,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/execution/xcoms/{_path(dag_id)}/{_path(run_id)}/{_path(task_id)}/{_path(key)}",
+            operation="getXCom",
             expected=200,
             params={"map_index": map_index},
             body=None,
@@ -249,6 +308,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "POST",
             f"/execution/jobs/{_path(job_id)}/heartbeat",
+            operation="heartbeatJob",
             expected=200,
             params={},
             body=None,
@@ -262,6 +322,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/api/v1/asset-watchers/{_path(watcher_id)}/events",
+            operation="listAssetEvents",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -273,6 +334,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/api/v1/asset-watchers",
+            operation="listAssetWatchers",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -284,6 +346,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/api/v1/connections",
+            operation="listConnections",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -297,6 +360,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/api/v1/dag-runs",
+            operation="listDagRuns",
             expected=200,
             params={"dag_id": dag_id, "limit": limit, "offset": offset},
             body=None,
@@ -308,6 +372,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/api/v1/jobs",
+            operation="listJobs",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -327,6 +392,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/api/v1/task-instances",
+            operation="listTaskInstances",
             expected=200,
             params={"dag_id": dag_id, "run_id": run_id, "state": state, "limit": limit, "offset": offset},
             body=None,
@@ -338,6 +404,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/api/v1/triggers",
+            operation="listTriggers",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -349,6 +416,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "GET",
             f"/api/v1/variables",
+            operation="listVariables",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -358,7 +426,13 @@ class SyncOperations(_SyncTransport):
     def load_triggers(self, body: models.TriggerLoadBody) -> models.TriggerLoad:
         """Claim triggers and return the held set (`POST /execution/triggers/load`, operationId `loadTriggers`)."""
         return self._call(
-            "POST", f"/execution/triggers/load", expected=200, params={}, body=body, response_type=models.TriggerLoad
+            "POST",
+            f"/execution/triggers/load",
+            operation="loadTriggers",
+            expected=200,
+            params={},
+            body=body,
+            response_type=models.TriggerLoad,
         )
 
     def put_connection(self, conn_id: str, body: models.ConnectionBody) -> models.ConnectionInfo:
@@ -366,6 +440,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "PUT",
             f"/api/v1/connections/{_path(conn_id)}",
+            operation="putConnection",
             expected=200,
             params={},
             body=body,
@@ -377,6 +452,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "PUT",
             f"/execution/variables/{_path(key)}",
+            operation="putVariable",
             expected=200,
             params={},
             body=body,
@@ -386,7 +462,13 @@ class SyncOperations(_SyncTransport):
     def register_job(self, body: models.JobRegistrationBody) -> models.JobRegistration:
         """Register a triggerer job (`POST /execution/jobs`, operationId `registerJob`)."""
         return self._call(
-            "POST", f"/execution/jobs", expected=201, params={}, body=body, response_type=models.JobRegistration
+            "POST",
+            f"/execution/jobs",
+            operation="registerJob",
+            expected=201,
+            params={},
+            body=body,
+            response_type=models.JobRegistration,
         )
 
     def set_xcom(
@@ -396,6 +478,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "POST",
             f"/execution/xcoms/{_path(dag_id)}/{_path(run_id)}/{_path(task_id)}/{_path(key)}",
+            operation="setXCom",
             expected=201,
             params={"map_index": map_index},
             body=body,
@@ -407,6 +490,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "POST",
             f"/execution/triggers/logs",
+            operation="shipTriggerLogs",
             expected=200,
             params={},
             body=body,
@@ -418,6 +502,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "POST",
             f"/execution/triggers/{_path(trigger_id)}/event",
+            operation="submitTriggerEvent",
             expected=200,
             params={},
             body=body,
@@ -429,6 +514,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "POST",
             f"/execution/triggers/events",
+            operation="submitTriggerEvents",
             expected=200,
             params={},
             body=body,
@@ -440,6 +526,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "POST",
             f"/execution/triggers/{_path(trigger_id)}/failure",
+            operation="submitTriggerFailure",
             expected=200,
             params={},
             body=body,
@@ -453,6 +540,7 @@ class SyncOperations(_SyncTransport):
         return self._call(
             "PATCH",
             f"/execution/task-instances/{_path(task_instance_id)}/state",
+            operation="updateTaskInstanceState",
             expected=200,
             params={},
             body=body,
@@ -468,6 +556,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "POST",
             f"/execution/triggers/cleanup",
+            operation="cleanupTriggers",
             expected=200,
             params={},
             body=None,
@@ -477,25 +566,49 @@ class AsyncOperations(_AsyncTransport):
     async def complete_job(self, job_id: int) -> None:
         """Complete a job (`POST /execution/jobs/{job_id}/complete`, operationId `completeJob`)."""
         return await self._call(
-            "POST", f"/execution/jobs/{_path(job_id)}/complete", expected=204, params={}, body=None, response_type=None
+            "POST",
+            f"/execution/jobs/{_path(job_id)}/complete",
+            operation="completeJob",
+            expected=204,
+            params={},
+            body=None,
+            response_type=None,
         )
 
     async def create_asset_watcher(self, body: models.AssetWatcherBody) -> models.AssetWatcher:
         """Create an asset watcher (`POST /api/v1/asset-watchers`, operationId `createAssetWatcher`)."""
         return await self._call(
-            "POST", f"/api/v1/asset-watchers", expected=201, params={}, body=body, response_type=models.AssetWatcher
+            "POST",
+            f"/api/v1/asset-watchers",
+            operation="createAssetWatcher",
+            expected=201,
+            params={},
+            body=body,
+            response_type=models.AssetWatcher,
         )
 
     async def create_dag_run(self, body: models.DagRunBody) -> models.DagRun:
         """Create a dag run (`POST /api/v1/dag-runs`, operationId `createDagRun`)."""
         return await self._call(
-            "POST", f"/api/v1/dag-runs", expected=201, params={}, body=body, response_type=models.DagRun
+            "POST",
+            f"/api/v1/dag-runs",
+            operation="createDagRun",
+            expected=201,
+            params={},
+            body=body,
+            response_type=models.DagRun,
         )
 
     async def create_task_instance(self, body: models.TaskInstanceBody) -> models.TaskInstance:
         """Create a task instance (`POST /api/v1/task-instances`, operationId `createTaskInstance`)."""
         return await self._call(
-            "POST", f"/api/v1/task-instances", expected=201, params={}, body=body, response_type=models.TaskInstance
+            "POST",
+            f"/api/v1/task-instances",
+            operation="createTaskInstance",
+            expected=201,
+            params={},
+            body=body,
+            response_type=models.TaskInstance,
         )
 
     async def delete_asset_watcher(self, watcher_id: int) -> None:
@@ -503,6 +616,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "DELETE",
             f"/api/v1/asset-watchers/{_path(watcher_id)}",
+            operation="deleteAssetWatcher",
             expected=204,
             params={},
             body=None,
@@ -512,13 +626,25 @@ class AsyncOperations(_AsyncTransport):
     async def delete_connection(self, conn_id: str) -> None:
         """Delete a connection (`DELETE /api/v1/connections/{conn_id}`, operationId `deleteConnection`)."""
         return await self._call(
-            "DELETE", f"/api/v1/connections/{_path(conn_id)}", expected=204, params={}, body=None, response_type=None
+            "DELETE",
+            f"/api/v1/connections/{_path(conn_id)}",
+            operation="deleteConnection",
+            expected=204,
+            params={},
+            body=None,
+            response_type=None,
         )
 
     async def delete_variable(self, key: str) -> None:
         """Delete a variable (`DELETE /execution/variables/{key}`, operationId `deleteVariable`)."""
         return await self._call(
-            "DELETE", f"/execution/variables/{_path(key)}", expected=204, params={}, body=None, response_type=None
+            "DELETE",
+            f"/execution/variables/{_path(key)}",
+            operation="deleteVariable",
+            expected=204,
+            params={},
+            body=None,
+            response_type=None,
         )
 
     async def get_connection(self, conn_id: str) -> models.Connection:
@@ -526,6 +652,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/execution/connections/{_path(conn_id)}",
+            operation="getConnection",
             expected=200,
             params={},
             body=None,
@@ -537,6 +664,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/execution/dag-runs/{_path(dag_id)}/{_path(run_id)}/state",
+            operation="getDagRunState",
             expected=200,
             params={},
             body=None,
@@ -545,17 +673,22 @@ class AsyncOperations(_AsyncTransport):
 
     async def get_health(self) -> models.Health:
         """Liveness (`GET /health`, operationId `getHealth`)."""
-        return await self._call("GET", f"/health", expected=200, params={}, body=None, response_type=models.Health)
+        return await self._call(
+            "GET", f"/health", operation="getHealth", expected=200, params={}, body=None, response_type=models.Health
+        )
 
     async def get_ready(self) -> models.Readiness:
         """Readiness (`GET /ready`, operationId `getReady`)."""
-        return await self._call("GET", f"/ready", expected=200, params={}, body=None, response_type=models.Readiness)
+        return await self._call(
+            "GET", f"/ready", operation="getReady", expected=200, params={}, body=None, response_type=models.Readiness
+        )
 
     async def get_task_instance(self, task_instance_id: UUID) -> models.TaskInstance:
         """Get a task instance (`GET /api/v1/task-instances/{task_instance_id}`, operationId `getTaskInstance`)."""
         return await self._call(
             "GET",
             f"/api/v1/task-instances/{_path(task_instance_id)}",
+            operation="getTaskInstance",
             expected=200,
             params={},
             body=None,
@@ -574,6 +707,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/api/v1/task-instances/{_path(task_instance_id)}/logs",
+            operation="getTaskInstanceLogs",
             expected=200,
             params={"try_number": try_number, "limit": limit, "offset": offset},
             body=None,
@@ -587,6 +721,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/execution/task-instances/states",
+            operation="getTaskInstanceStates",
             expected=200,
             params={"dag_id": dag_id, "run_id": run_id, "task_ids": task_ids},
             body=None,
@@ -596,7 +731,13 @@ class AsyncOperations(_AsyncTransport):
     async def get_trigger_workloads(self, body: models.WorkloadsBody) -> models.Workloads:
         """Run workloads for held triggers (`POST /execution/triggers/workloads`, operationId `getTriggerWorkloads`)."""
         return await self._call(
-            "POST", f"/execution/triggers/workloads", expected=200, params={}, body=body, response_type=models.Workloads
+            "POST",
+            f"/execution/triggers/workloads",
+            operation="getTriggerWorkloads",
+            expected=200,
+            params={},
+            body=body,
+            response_type=models.Workloads,
         )
 
     async def get_variable(self, key: str) -> models.Variable:
@@ -604,6 +745,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/execution/variables/{_path(key)}",
+            operation="getVariable",
             expected=200,
             params={},
             body=None,
@@ -617,6 +759,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/execution/xcoms/{_path(dag_id)}/{_path(run_id)}/{_path(task_id)}/{_path(key)}",
+            operation="getXCom",
             expected=200,
             params={"map_index": map_index},
             body=None,
@@ -628,6 +771,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "POST",
             f"/execution/jobs/{_path(job_id)}/heartbeat",
+            operation="heartbeatJob",
             expected=200,
             params={},
             body=None,
@@ -641,6 +785,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/api/v1/asset-watchers/{_path(watcher_id)}/events",
+            operation="listAssetEvents",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -654,6 +799,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/api/v1/asset-watchers",
+            operation="listAssetWatchers",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -665,6 +811,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/api/v1/connections",
+            operation="listConnections",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -678,6 +825,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/api/v1/dag-runs",
+            operation="listDagRuns",
             expected=200,
             params={"dag_id": dag_id, "limit": limit, "offset": offset},
             body=None,
@@ -689,6 +837,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/api/v1/jobs",
+            operation="listJobs",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -708,6 +857,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/api/v1/task-instances",
+            operation="listTaskInstances",
             expected=200,
             params={"dag_id": dag_id, "run_id": run_id, "state": state, "limit": limit, "offset": offset},
             body=None,
@@ -719,6 +869,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/api/v1/triggers",
+            operation="listTriggers",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -730,6 +881,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "GET",
             f"/api/v1/variables",
+            operation="listVariables",
             expected=200,
             params={"limit": limit, "offset": offset},
             body=None,
@@ -739,7 +891,13 @@ class AsyncOperations(_AsyncTransport):
     async def load_triggers(self, body: models.TriggerLoadBody) -> models.TriggerLoad:
         """Claim triggers and return the held set (`POST /execution/triggers/load`, operationId `loadTriggers`)."""
         return await self._call(
-            "POST", f"/execution/triggers/load", expected=200, params={}, body=body, response_type=models.TriggerLoad
+            "POST",
+            f"/execution/triggers/load",
+            operation="loadTriggers",
+            expected=200,
+            params={},
+            body=body,
+            response_type=models.TriggerLoad,
         )
 
     async def put_connection(self, conn_id: str, body: models.ConnectionBody) -> models.ConnectionInfo:
@@ -747,6 +905,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "PUT",
             f"/api/v1/connections/{_path(conn_id)}",
+            operation="putConnection",
             expected=200,
             params={},
             body=body,
@@ -758,6 +917,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "PUT",
             f"/execution/variables/{_path(key)}",
+            operation="putVariable",
             expected=200,
             params={},
             body=body,
@@ -767,7 +927,13 @@ class AsyncOperations(_AsyncTransport):
     async def register_job(self, body: models.JobRegistrationBody) -> models.JobRegistration:
         """Register a triggerer job (`POST /execution/jobs`, operationId `registerJob`)."""
         return await self._call(
-            "POST", f"/execution/jobs", expected=201, params={}, body=body, response_type=models.JobRegistration
+            "POST",
+            f"/execution/jobs",
+            operation="registerJob",
+            expected=201,
+            params={},
+            body=body,
+            response_type=models.JobRegistration,
         )
 
     async def set_xcom(
@@ -777,6 +943,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "POST",
             f"/execution/xcoms/{_path(dag_id)}/{_path(run_id)}/{_path(task_id)}/{_path(key)}",
+            operation="setXCom",
             expected=201,
             params={"map_index": map_index},
             body=body,
@@ -788,6 +955,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "POST",
             f"/execution/triggers/logs",
+            operation="shipTriggerLogs",
             expected=200,
             params={},
             body=body,
@@ -799,6 +967,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "POST",
             f"/execution/triggers/{_path(trigger_id)}/event",
+            operation="submitTriggerEvent",
             expected=200,
             params={},
             body=body,
@@ -810,6 +979,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "POST",
             f"/execution/triggers/events",
+            operation="submitTriggerEvents",
             expected=200,
             params={},
             body=body,
@@ -823,6 +993,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "POST",
             f"/execution/triggers/{_path(trigger_id)}/failure",
+            operation="submitTriggerFailure",
             expected=200,
             params={},
             body=body,
@@ -836,6 +1007,7 @@ class AsyncOperations(_AsyncTransport):
         return await self._call(
             "PATCH",
             f"/execution/task-instances/{_path(task_instance_id)}/state",
+            operation="updateTaskInstanceState",
             expected=200,
             params={},
             body=body,

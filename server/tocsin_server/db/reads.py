@@ -172,6 +172,11 @@ class EngineReads:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The read engine (for its tracing instrumentation)."""
+        return self._engine
+
     async def start(self) -> None:
         return None
 
