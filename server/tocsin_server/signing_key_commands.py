@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec
 
-from tocsin_server.config import MIN_SECRET_BYTES, ConfigError, load_settings, resolve_secret
+from tocsin_wire.settings import SettingsError, load
+
+from tocsin_server.config import MIN_SECRET_BYTES, ConfigError, Settings, resolve_secret
 from tocsin_server.signing_keys import (
     LEGACY_KID,
     Keyring,
@@ -49,7 +51,11 @@ def _reports_mistakes(verb: str) -> Callable[[Callable[_P, int]], Callable[_P, i
 
 
 def _keyring_path(file: str | None) -> Path:
-    path = load_settings(require_secret=False, jwt_keys_file=file).jwt_keys_file
+    # the loader alone, not load_settings: these commands need no database URL checked (nor SQLAlchemy imported)
+    try:
+        path = load(Settings, os.environ, jwt_keys_file=file).jwt_keys_file
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
     if not path:
         msg = "no keyring file: set TOCSIN_JWT_KEYS_FILE (the file the servers read) or pass --file"
         raise ConfigError(msg)
