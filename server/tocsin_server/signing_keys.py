@@ -117,9 +117,9 @@ def _signature(status: os.stat_result) -> Signature:
     return (status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size)
 
 
-def read_keyring(path: Path, variable: str = "TOCSIN_JWT_KEYS_FILE") -> tuple[Keyring, Signature]:
+def read_keyring(path: Path) -> tuple[Keyring, Signature]:
     """The keyring in ``path`` and the signature of the version read. The file must be its owner's alone."""
-    where = f"{variable}={str(path)!r}"
+    where = f"TOCSIN_JWT_KEYS_FILE={str(path)!r}"
     try:
         with path.open("rb") as file:
             status = os.fstat(file.fileno())
