@@ -74,6 +74,16 @@ def run_key_rotate(args: argparse.Namespace) -> int:
     return int(_server().key_rotate(batch_size=args.batch_size))
 
 
+def run_key_signing(args: argparse.Namespace) -> int:
+    server = _server()
+    if args.signing_command == "add":
+        return int(server.key_signing_add(file=args.file, kid=args.kid))
+    if args.signing_command == "list":
+        return int(server.key_signing_list(file=args.file, signing=args.signing))
+    verb = server.key_signing_promote if args.signing_command == "promote" else server.key_signing_retire
+    return int(verb(file=args.file, kid=args.kid))
+
+
 def run_triggerer(args: argparse.Namespace) -> int:
     return int(
         _client().triggerer(
@@ -219,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=("upgrade", "downgrade", "current"), help="what to do")
     db.add_argument("revision", nargs="?", help="target revision (default: head for upgrade, -1 for downgrade)")
 
-    key = commands.add_parser("key", help="encryption keys", description="Encryption keys.")
+    key = commands.add_parser(
+        "key", help="encryption and token-signing keys", description="Encryption and token-signing keys."
+    )
     key_commands = key.add_subparsers(dest="key_command", required=True, metavar="COMMAND")
     _command(key_commands, "create", "print a new key for TOCSIN_TRIGGER_KWARGS_KEYS", run_key_create)
     _command(
@@ -232,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with the first key of TOCSIN_TRIGGER_KWARGS_KEYS, in batches, while servers run. Afterwards the other "
         "keys can be removed.",
     )
+
+    _add_key_signing(key_commands)
 
     token = commands.add_parser("token", help="tokens", description="Tokens.")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
@@ -251,6 +265,42 @@ def build_parser() -> argparse.ArgumentParser:
         "TOCSIN_JWT_SECRET_FILE names, or the ./tocsin-jwt-secret `tocsin standalone` keeps in its folder.",
     )
     return parser
+
+
+def _add_key_signing(key_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``tocsin key signing add|promote|retire|list``: the steps of a signing-key rotation (docs/operations.md)."""
+    signing = key_commands.add_parser(
+        "signing",
+        help="token-signing keys in the keyring file TOCSIN_JWT_KEYS_FILE names",
+        description="Token-signing keys: a keyring file of key ids and secrets, one of them signing, every one "
+        "verifying. Rotate: add (verifies everywhere), promote (signs), after the longest token lifetime retire "
+        "the old key. Servers re-read the file within TOCSIN_JWT_KEYS_RELOAD_S.",
+    )
+    verbs = signing.add_subparsers(dest="signing_command", required=True, metavar="COMMAND")
+    file = Option("--file", "the keyring file", env="TOCSIN_JWT_KEYS_FILE", metavar="PATH")
+    _command(
+        verbs,
+        "add",
+        "add a new key that verifies but does not sign yet, and print its id",
+        run_key_signing,
+        [file, Option("--kid", "the new key's id (default: one made of today's date and random hex)")],
+        description="Add a new key that verifies but does not sign yet, and print its id. Without the file yet, "
+        "create it (mode 0600): the secret every command finds today (TOCSIN_JWT_SECRET, its file or "
+        "./tocsin-jwt-secret) becomes the key 'legacy', which keeps signing and verifies tokens without a kid.",
+    )
+    for verb, summary in (
+        ("promote", "make a key the one that signs; the one before keeps verifying"),
+        ("retire", "remove a key that no longer signs: tokens it signed get 401"),
+    ):
+        parser = _command(verbs, verb, summary, run_key_signing, [file])
+        parser.add_argument("kid", metavar="KID", help="the key's id (see: tocsin key signing list)")
+    _command(
+        verbs,
+        "list",
+        "print each key id and whether it signs (never a secret)",
+        run_key_signing,
+        [file, Option("--signing", "print only the id of the key that signs", False, action="store_true")],
+    )
 
 
 def _version() -> str:

@@ -68,7 +68,7 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
     "live schema"); the published contract is always the hand-written file. ``periodic_duties`` runs the
     server-wide duties (timeouts, dead jobs, cleanup) in the background; every replica may run them."""
     reads = create_reads(settings)
-    authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    authority = TokenAuthority.for_settings(settings)
     engine = create_write_engine(settings)
     sessionmaker = create_sessionmaker(engine)
     changes.track(sessionmaker)  # every task-instance state change is logged in its own transaction

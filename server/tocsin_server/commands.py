@@ -1,5 +1,5 @@
 """The server side's commands (``api-server``, ``standalone``, ``db``, ``token create``, ``key create``,
-``key rotate``), called by the ``tocsin`` command with the values of their flags.
+``key rotate``, and ``key signing …`` from ``signing_key_commands``), called by the ``tocsin`` command with the values of their flags.
 
 Each answers a configuration mistake with one line naming the variable and exit code 2. Imports stay inside the
 functions: ``tocsin db current`` loads no web framework, ``tocsin token create`` no database driver.
@@ -15,11 +15,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 from tocsin_server.config import ConfigError
+from tocsin_server.signing_key_commands import (
+    key_signing_add,
+    key_signing_list,
+    key_signing_promote,
+    key_signing_retire,
+)
 
 if TYPE_CHECKING:
     from tocsin_server.config import Settings
 
-__all__ = ["api_server", "db", "key_create", "key_rotate", "standalone", "token_create"]
+__all__ = [
+    "api_server",
+    "db",
+    "key_create",
+    "key_rotate",
+    "key_signing_add",
+    "key_signing_list",
+    "key_signing_promote",
+    "key_signing_retire",
+    "standalone",
+    "token_create",
+]
 
 _P = ParamSpec("_P")
 SELF_MODULE = "tocsin_cli"
@@ -45,7 +62,7 @@ def _reports_config_errors(command: str) -> Callable[[Callable[_P, int]], Callab
 def _issue(settings: Settings, scopes: list[str], ttl_s: int, subject: str) -> str:
     from tocsin_server.web.tokens import TokenAuthority  # noqa: PLC0415
 
-    authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    authority = TokenAuthority.for_settings(settings)
     return authority.issue(subject, scopes, ttl_s)
 
 
@@ -129,7 +146,8 @@ def standalone(
         supervision.say(f"{host}:{port} is in use by another program; pick another port with --port")
         return 1
     secret, _ = resolve_secret(os.environ)
-    secret = secret or ensure_secret_file(Path(STANDALONE_SECRET_FILE))
+    if not where.jwt_keys_file:  # with a keyring (TOCSIN_JWT_KEYS_FILE), its keys sign and verify
+        secret = secret or ensure_secret_file(Path(STANDALONE_SECRET_FILE))
     settings = load_settings(
         {**os.environ, "TOCSIN_JWT_SECRET": secret}, host=host, port=port, standalone_capacity=capacity
     )
