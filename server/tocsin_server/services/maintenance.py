@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tocsin_server import metrics
 from tocsin_server.db import models as m
 from tocsin_server.generated.models import TaskInstanceStateName
 from tocsin_server.services import jobs, retention
@@ -41,6 +42,13 @@ _SWEEP_BATCH: Final = 1000
 
 async def claim_duty(session: AsyncSession, name: str, interval_s: float) -> bool:
     """True when this caller should run ``name`` now: nobody is running it and it last ran ``interval_s`` ago."""
+    won = await _claim_duty(session, name, interval_s)
+    if won:
+        metrics.count_on_commit(session, metrics.DUTY_RUNS.labels(name))
+    return won
+
+
+async def _claim_duty(session: AsyncSession, name: str, interval_s: float) -> bool:
     now = utcnow()
     row = await session.scalar(select(m.ServerDuty).where(m.ServerDuty.name == name).with_for_update(skip_locked=True))
     if row is None:
@@ -134,7 +142,9 @@ async def fail_timed_out(session: AsyncSession) -> int:
             )
             .execution_options(synchronize_session=False)
         )
-        total += int(result.rowcount)  # type: ignore[attr-defined]
+        failed = int(result.rowcount)  # type: ignore[attr-defined]
+        metrics.count_on_commit(session, metrics.TIMEOUTS, failed)
+        total += failed
         if len(ids) < _SWEEP_BATCH:
             return total
 
