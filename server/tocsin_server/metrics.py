@@ -77,19 +77,17 @@ DUTY_RUNS: Final = Counter(
     ["duty"],
     registry=REGISTRY,
 )
-HTTP_REQUESTS: Final = Counter(
-    "tocsin_http_requests",
-    "HTTP requests answered, by operation (the route's operationId; 'unmatched' for no route) and status code.",
-    ["operation", "status"],
-    registry=REGISTRY,
+HTTP_REQUESTS_HELP: Final = (
+    "HTTP requests answered, by operation (the route's operationId; 'unmatched' for no route) and status code."
 )
+HTTP_DURATION_HELP: Final = "Seconds from a request reaching its route to its response headers, by operation."
+HTTP_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+HTTP_REQUESTS: Final = Counter("tocsin_http_requests", HTTP_REQUESTS_HELP, ["operation", "status"], registry=None)
 HTTP_DURATION: Final = Histogram(
-    "tocsin_http_request_duration_seconds",
-    "Seconds from a request reaching its route to its response headers, by operation.",
-    ["operation"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-    registry=REGISTRY,
+    "tocsin_http_request_duration_seconds", HTTP_DURATION_HELP, ["operation"], buckets=HTTP_BUCKETS, registry=None
 )
+"""Written by several worker processes only (their files are what a scrape sums); one process keeps its own
+tallies, cheaper per request (``tocsin_server.web.request_metrics``)."""
 POOL_CHECKED_OUT: Final = Gauge(
     "tocsin_db_pool_checked_out",
     "Write-pool database connections in use (summed over live worker processes).",

@@ -67,7 +67,9 @@ def test__two_workers__every_scrape_sums_both__a_killed_one_keeps_its_counts(tmp
         assert sum(shares) == sent
 
         for _ in range(6):  # each scrape on a new connection: answered by either worker, always the whole sum
-            assert scrape(f"{server.url}/metrics").value("tocsin_http_requests_total", **HEALTH) == sent
+            summed = scrape(f"{server.url}/metrics")
+            assert summed.value("tocsin_http_requests_total", **HEALTH) == sent
+            assert summed.value("tocsin_http_request_duration_seconds_count", operation="getHealth") == sent
         size = pool_size(url)
         assert scrape(f"{server.url}/metrics").value("tocsin_db_pool_size") == 2 * size
 
