@@ -74,6 +74,14 @@ def _serve(settings: Settings) -> None:
         )
 
 
+def _check_metrics_folder() -> None:
+    """A PROMETHEUS_MULTIPROC_DIR that is no folder would fail the first metric, a traceback: one line instead."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder is not None and not Path(folder).is_dir():
+        msg = f"{MULTIPROC_ENV}={folder} is not a folder: create it (empty) or unset it"
+        raise ConfigError(msg)
+
+
 @contextlib.contextmanager
 def _metrics_folder(workers: int) -> Iterator[None]:
     """Several workers share their metrics through files (prometheus_client's multiprocess mode, tocsin_server.metrics):
@@ -101,6 +109,7 @@ def api_server(*, host: str | None, port: int | None, workers: int | None) -> in
     from tocsin_server.db.preflight import check_database  # noqa: PLC0415
 
     settings = load_settings(host=host, port=port, workers=workers)
+    _check_metrics_folder()
     check_database(settings.database_url)  # a database mistake: one line, exit 2 (also with --workers > 1)
     _serve(settings)
     return 0

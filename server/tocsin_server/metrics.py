@@ -31,6 +31,9 @@ __all__ = [
     "ASSET_EVENTS_REFUSED",
     "DUTY_RUNS",
     "EVENTS",
+    "EVENTS_APPLIED",
+    "EVENTS_DUPLICATE",
+    "EVENTS_REFUSED",
     "HTTP_DURATION",
     "HTTP_REQUESTS",
     "JOBS_REAPED",
@@ -58,6 +61,10 @@ EVENTS: Final = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+EVENTS_APPLIED: Final = EVENTS.labels("applied")
+EVENTS_DUPLICATE: Final = EVENTS.labels("duplicate")
+EVENTS_REFUSED: Final = EVENTS.labels("refused")
+"""Made once: each outcome is exposed (at 0) from the start, and ``labels()`` is not paid per batch."""
 ASSET_EVENTS_REFUSED: Final = Counter(
     "tocsin_asset_events_refused",
     "Asset events an asset watcher refused: the payload named a class outside the allowlist or did not decode.",
@@ -181,9 +188,9 @@ def _alive(pid: int) -> bool:
 def _forget_dead() -> None:
     """Workers that died without stopping (killed, crashed) and were replaced: drop their live gauges."""
     for marker in _directory().glob(_WORKER_FILE.format(pid="*")):
-        pid = int(marker.stem.rsplit("-", 1)[1])
-        if not _alive(pid):
-            _mark_process_dead(pid)
+        pid = marker.stem.rsplit("-", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            _mark_process_dead(int(pid))
             marker.unlink(missing_ok=True)
 
 

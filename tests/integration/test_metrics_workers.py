@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -83,3 +85,22 @@ def test__two_workers__every_scrape_sums_both__a_killed_one_keeps_its_counts(tmp
         assert after.value("tocsin_http_requests_total", **HEALTH) == sent  # counters never go back
         assert after.value("tocsin_db_pool_size") == 2 * size  # the live workers only, not three
     assert not folder.exists()
+
+
+def test__a_metrics_folder_that_does_not_exist__is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(missing), "TOCSIN_JWT_SECRET": SECRET}
+    done = subprocess.run(
+        [sys.executable, "-m", "tocsin_cli", "api-server", "--workers", "2"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"tocsin api-server: configuration error: PROMETHEUS_MULTIPROC_DIR={missing} is not a folder: "
+        "create it (empty) or unset it\n"
+    )

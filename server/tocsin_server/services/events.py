@@ -122,9 +122,9 @@ async def submit_events(
     refused = sum(1 for o in outcomes if o.error is not None)
     duplicates = sum(1 for o in outcomes if o.error is None and o.duplicate)
     # A refusal is an answer, counted now (the request may roll back because of it); the others once committed.
-    metrics.EVENTS.labels("refused").inc(refused)
-    metrics.count_on_commit(session, metrics.EVENTS.labels("duplicate"), duplicates)
-    metrics.count_on_commit(session, metrics.EVENTS.labels("applied"), len(outcomes) - refused - duplicates)
+    metrics.EVENTS_REFUSED.inc(refused)
+    metrics.count_on_commit(session, metrics.EVENTS_DUPLICATE, duplicates)
+    metrics.count_on_commit(session, metrics.EVENTS_APPLIED, len(outcomes) - refused - duplicates)
     return outcomes
 
 
