@@ -54,6 +54,7 @@ def run_standalone(args: argparse.Namespace) -> int:
             capacity=args.capacity,
             token_file=STANDALONE_TOKEN_FILE,
             default_api_url=DEFAULT_API_URL,
+            metrics_port=args.metrics_port,
         )
     )
 
@@ -201,6 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
         [
             *_server_address(),
             Option("--capacity", "the triggerer's capacity", 10_000, env="TOCSIN_STANDALONE_CAPACITY", type=int),
+            Option(
+                "--metrics-port",
+                "serve the triggerer's Prometheus metrics on this port (off unless given; the API server's are at "
+                "/metrics)",
+                env="TOCSIN_TRIGGERER_METRICS_PORT",
+                type=int,
+            ),
         ],
         description="Migrate the database (SQLite ./tocsin.db unless TOCSIN_DATABASE_URL says otherwise), then run "
         "the API server and a triggerer until stopped (Ctrl-C, SIGTERM or SIGHUP stop both, triggerer first). "

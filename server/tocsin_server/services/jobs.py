@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, select, update
 
+from tocsin_server import metrics
 from tocsin_server.db import models as m
 from tocsin_server.errors import ConflictError, ForbiddenError, NotFoundError
 from tocsin_server.generated.models import Job, JobList, JobRegistrationBody, JobStateName, JobType
@@ -142,6 +143,7 @@ async def reap_dead(session: AsyncSession, *, liveness_threshold_s: float) -> li
             .values(state=JobStateName.failed.value, end_date=utcnow(), held_count=0)
         )
         await _release(session, job_ids)
+        metrics.count_on_commit(session, metrics.JOBS_REAPED, len(job_ids))
     return job_ids
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tocsin_server import metrics
 from tocsin_server.db import models as m
 from tocsin_server.generated.models import TaskInstanceStateName
 from tocsin_server.services import changes, jobs, retention
@@ -41,6 +42,13 @@ _SWEEP_BATCH: Final = 1000
 
 async def claim_duty(session: AsyncSession, name: str, interval_s: float) -> bool:
     """True when this caller should run ``name`` now: nobody is running it and it last ran ``interval_s`` ago."""
+    won = await _claim_duty(session, name, interval_s)
+    if won:
+        metrics.count_on_commit(session, metrics.DUTY_RUNS.labels(name))
+    return won
+
+
+async def _claim_duty(session: AsyncSession, name: str, interval_s: float) -> bool:
     now = utcnow()
     row = await session.scalar(select(m.ServerDuty).where(m.ServerDuty.name == name).with_for_update(skip_locked=True))
     if row is None:
@@ -150,6 +158,7 @@ async def fail_timed_out(session: AsyncSession) -> int:
         )
         timed_out = result.all()
         changes.record(session, timed_out, previous=DEFERRED, state=SCHEDULED, reason=changes.Reason.timed_out)
+        metrics.count_on_commit(session, metrics.TIMEOUTS, len(timed_out))
         total += len(timed_out)
         if len(ids) < _SWEEP_BATCH:
             return total
