@@ -35,6 +35,7 @@ __all__ = ["Change", "Reason", "latest_version", "oldest_version", "read_after",
 
 CHANGE_LOG_LOCK: Final = 0x746F6373696E_01  # "tocsin" + 1: the advisory lock key that orders commits of changes
 _PENDING: Final = "tocsin.task_instance_changes"
+_TRACKED: Final = "_tocsin_tracks_changes"
 _ENDED: Final = frozenset({S.success.value, S.failed.value, S.skipped.value})
 
 
@@ -150,10 +151,14 @@ def _forget(session: Session, previous: SessionTransaction) -> None:
 def track(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     """Log task-instance changes made through this sessionmaker's sessions (its own session class)."""
     session_class: type[Session] = sessionmaker.kw["sync_session_class"]
-    if not event.contains(session_class, "after_flush", _collect):
-        event.listen(session_class, "after_flush", _collect)
-        event.listen(session_class, "before_commit", _write)
-        event.listen(session_class, "after_soft_rollback", _forget)
+    # A mark on the class itself, not event.contains(): SQLAlchemy keys its registry by id(), and a new class can
+    # get the id of one already collected, which would then look tracked when it is not.
+    if session_class.__dict__.get(_TRACKED):
+        return
+    setattr(session_class, _TRACKED, True)
+    event.listen(session_class, "after_flush", _collect)
+    event.listen(session_class, "before_commit", _write)
+    event.listen(session_class, "after_soft_rollback", _forget)
 
 
 async def read_after(
