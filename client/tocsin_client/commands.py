@@ -133,7 +133,7 @@ def _operator(
 ) -> int:
     """Resolve where to connect and with which token, run the command, turn a failure into one line."""
     from tocsin_client.errors import TocsinError  # noqa: PLC0415
-    from tocsin_client.operator import CommandError, Connection, explain  # noqa: PLC0415
+    from tocsin_client.operator import Connection, explain  # noqa: PLC0415
 
     try:
         settings = load(OperatorSettings, os.environ, api_url=api_url, token=token)
@@ -153,9 +153,10 @@ def _operator(
         failure = explain(exc, connection)
         sys.stderr.write(f"tocsin {name}: {failure}\n")
         return failure.code
-    except CommandError as exc:
-        sys.stderr.write(f"tocsin {name}: {exc}\n")
-        return exc.code
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly; stdout goes to /dev/null so its final flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from tocsin_client.generated.models import Job, Trigger
 
-__all__ = ["CommandError", "Connection", "follow_logs", "jobs_list", "logs", "triggers_list"]
+__all__ = ["Connection", "Failure", "follow_logs", "jobs_list", "logs", "triggers_list"]
 
 SCOPE: Final = "admin"
 """What every admin operation needs (the contract says so of each); named when the server refuses a token."""
@@ -47,32 +47,35 @@ class Connection:
         return Client(self.api_url, token=self.token)
 
 
-class CommandError(Exception):
-    """The command failed; the message is its one line, ``code`` its exit code."""
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How a command ends when a call failed: its one line and its exit code."""
 
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
+    message: str
+    code: int
+
+    def __str__(self) -> str:
+        return self.message
 
 
-def explain(exc: TocsinError, connection: Connection) -> CommandError:
+def explain(exc: TocsinError, connection: Connection) -> Failure:
     """One line for a failed call: a refused token names the scope; bad input is the operator's (exit 2)."""
     if isinstance(exc, UnauthorizedError | ForbiddenError):
         detail = exc.problem.detail if isinstance(exc.problem.detail, str) else exc.problem.title
-        return CommandError(
+        return Failure(
             f"the server refused the token ({exc.status}: {detail}): this command needs a token with the "
             f"{SCOPE!r} scope; {connection.token_hint}",
             2,
         )
     if isinstance(exc, TransportError):
-        return CommandError(
+        return Failure(
             f"cannot reach the API server at {connection.api_url} ({exc}); is it running? "
             "(set --api-url or TOCSIN_API_URL)",
             1,
         )
     if isinstance(exc, APIError) and 400 <= exc.status < 500:
-        return CommandError(str(exc), 2)
-    return CommandError(str(exc), 1)
+        return Failure(str(exc), 2)
+    return Failure(str(exc), 1)
 
 
 # -- rendering -------------------------------------------------------------------------------------------------

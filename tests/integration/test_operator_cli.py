@@ -206,3 +206,27 @@ def test__the_standalone_admin_token_file__is_used_without_a_token(ops: Operator
     (tmp_path / "tocsin-admin-token").write_text(token("admin") + "\n")
     listed = _json(tocsin(ops, "jobs", "list", "--output", "json", tok=None, cwd=tmp_path))
     assert listed["total"] == 1
+
+
+def test__a_reader_that_goes_away__ends_the_command_quietly(ops: OperatorEnv) -> None:
+    ti, trigger = ops.defer("a")
+    held = ops.job(capacity=1)
+    for batch in range(2):  # more than a pipe's buffer holds
+        ops.ship(held, [log_line(trigger, ti, f"line {batch}-{n} " + "x" * 80) for n in range(1000)])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tocsin_cli", "logs", ti, "--api-url", ops.url, "--token", token("admin")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    )
+    assert process.stdout is not None and process.stderr is not None
+    try:
+        assert "  line 0-0 x" in process.stdout.readline().decode()  # what `| head -1` reads
+        process.stdout.close()
+        assert process.wait(timeout=30) == 0
+        assert process.stderr.read() == b""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
