@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from tocsin_cli.options import Option, UsageError, add_options, resolve_options
-from tocsin_cli.values import SCOPES, parse_scope, parse_ttl
+from tocsin_cli.values import (
+    JOB_STATES,
+    OUTPUTS,
+    SCOPES,
+    TRIGGER_STATES,
+    parse_choice,
+    parse_scope,
+    parse_ttl,
+    parse_uuid,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -111,6 +120,75 @@ def run_demo(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
         )
     )
+
+
+def run_triggers_list(args: argparse.Namespace) -> int:
+    return int(
+        _client().triggers_list(
+            api_url=args.api_url,
+            token=args.token,
+            token_file=STANDALONE_TOKEN_FILE,
+            output=args.output,
+            state=args.state,
+            job_id=args.job_id,
+            classpath=args.classpath,
+            limit=args.limit,
+            offset=args.offset,
+        )
+    )
+
+
+def run_jobs_list(args: argparse.Namespace) -> int:
+    return int(
+        _client().jobs_list(
+            api_url=args.api_url,
+            token=args.token,
+            token_file=STANDALONE_TOKEN_FILE,
+            output=args.output,
+            state=args.state,
+            alive=args.alive,
+            limit=args.limit,
+            offset=args.offset,
+        )
+    )
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    return int(
+        _client().logs(
+            api_url=args.api_url,
+            token=args.token,
+            token_file=STANDALONE_TOKEN_FILE,
+            task_instance_id=args.task_instance_id,
+            output=args.output,
+            try_number=args.try_number,
+            follow=args.follow,
+            interval_s=args.interval,
+        )
+    )
+
+
+OPERATOR_OPTIONS: Final = (
+    Option("--api-url", "the API server", DEFAULT_API_URL, env="TOCSIN_API_URL"),
+    Option(
+        "--token",
+        f"a token with the admin scope (without one: the ./{STANDALONE_TOKEN_FILE} that standalone leaves)",
+        env="TOCSIN_TOKEN",
+        metavar="JWT",
+    ),
+    Option(
+        "--output",
+        "table (readable) or json (the API's answer)",
+        "table",
+        type=parse_choice("--output", OUTPUTS),
+        metavar="{table,json}",
+    ),
+)
+"""The flags every operator command (``triggers list``, ``jobs list``, ``logs``) takes."""
+PAGE_OPTIONS: Final = (
+    Option("--limit", "show at most this many (the API serves up to 1000 per call)", 100, type=int),
+    Option("--offset", "skip this many first", 0, type=int),
+)
 
 
 def _server_address() -> list[Option]:
@@ -233,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
             Option("--timeout", "seconds to wait for every task to resume", 120.0, type=float),
         ],
     )
+    _operator_commands(commands)
     db = _command(commands, "db", "migrate the database TOCSIN_DATABASE_URL names", run_db)
     db.add_argument("action", choices=("upgrade", "downgrade", "current"), help="what to do")
     db.add_argument("revision", nargs="?", help="target revision (default: head for upgrade, -1 for downgrade)")
@@ -309,6 +388,66 @@ def _add_key_signing(key_commands: argparse._SubParsersAction[argparse.ArgumentP
         run_key_signing,
         [file, Option("--signing", "print only the id of the key that signs", False, action="store_true")],
     )
+
+
+def _operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``triggers list``, ``jobs list`` and ``logs``: admin API clients (the base install is enough)."""
+    triggers = commands.add_parser("triggers", help="triggers (admin API)", description="Triggers (admin API).")
+    trigger_commands = triggers.add_subparsers(dest="triggers_command", required=True, metavar="COMMAND")
+    _command(
+        trigger_commands,
+        "list",
+        "list triggers: state, holding job, age, task instance, last error",
+        run_triggers_list,
+        [
+            *OPERATOR_OPTIONS,
+            Option(
+                "--state",
+                "only unassigned, assigned (to a live job) or orphaned (held by a job no longer alive) triggers "
+                "(default: any state)",
+                type=parse_choice("--state", TRIGGER_STATES),
+                metavar="{" + ",".join(TRIGGER_STATES) + "}",
+            ),
+            Option("--job-id", "only triggers held by this job (default: any job or none)", type=int, metavar="ID"),
+            Option("--classpath", "only triggers of this class, its dotted path exactly (default: any class)"),
+            *PAGE_OPTIONS,
+        ],
+    )
+    jobs = commands.add_parser("jobs", help="triggerer jobs (admin API)", description="Triggerer jobs (admin API).")
+    job_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+    _command(
+        job_commands,
+        "list",
+        "list triggerer jobs, newest first: state, liveness, host, triggers held, last heartbeat",
+        run_jobs_list,
+        [
+            *OPERATOR_OPTIONS,
+            Option(
+                "--state",
+                "only jobs in this state (default: any state)",
+                type=parse_choice("--state", JOB_STATES),
+                metavar="{" + ",".join(JOB_STATES) + "}",
+            ),
+            Option("--alive", "only jobs that are alive (default: alive or not)", action="store_true"),
+            *PAGE_OPTIONS,
+        ],
+    )
+    logs = _command(
+        commands,
+        "logs",
+        "print the trigger log lines of a task instance",
+        run_logs,
+        [
+            *OPERATOR_OPTIONS,
+            Option("--try-number", "only lines of this try (default: every try)", type=int, metavar="N"),
+            Option("--follow", "keep printing new lines as they are stored, until Ctrl-C", False, action="store_true"),
+            Option("--interval", "seconds between two polls while following", 1.0, type=float),
+        ],
+        description="Print the trigger log lines of a task instance, oldest first (--output json: one JSON object "
+        "per line). With --follow, keep polling for new lines from the last one seen (each line once, in order) "
+        "until Ctrl-C, which exits 0.",
+    )
+    logs.add_argument("task_instance_id", type=parse_uuid, metavar="TASK_INSTANCE_ID", help="the task instance id")
 
 
 def _version() -> str:

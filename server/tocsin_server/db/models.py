@@ -252,9 +252,17 @@ class TriggerLog(Base):
     extra: Mapped[str | None] = mapped_column(Text)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
 
+    # The admin trigger list shows each trigger's newest error line: a partial index holds only those lines.
     __table_args__ = (
         Index("ix_trigger_log_task_instance", "task_instance_id", "try_number", "id"),
         Index("ix_trigger_log_timestamp", "timestamp"),
+        Index(
+            "ix_trigger_log_trigger_errors",
+            "trigger_id",
+            "id",
+            postgresql_where=text("level IN ('error', 'critical')"),
+            sqlite_where=text("level IN ('error', 'critical')"),
+        ),
     )
 
 
