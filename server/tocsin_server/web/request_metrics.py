@@ -65,7 +65,12 @@ def operation_of(handler: object) -> str:
     if handler is None:
         return UNMATCHED
     operation_id = getattr(handler, "operation_id", None)
-    return operation_id if isinstance(operation_id, str) else str(getattr(handler, "handler_name", UNMATCHED))
+    if isinstance(operation_id, str):
+        return operation_id
+    # Outside the contract: the route's own name where it has one (the docs assets, whose handlers Litestar names
+    # get_handler/head_handler), else the handler's (get_metrics, docs, openapi_json, Litestar's options_handler).
+    name = getattr(handler, "name", None)
+    return name if isinstance(name, str) and name else str(getattr(handler, "handler_name", UNMATCHED))
 
 
 def _tally(operation: str, status: int, seconds: float | None) -> None:
