@@ -36,6 +36,7 @@ from tocsin_server.web.allow_header import complete_allow_header
 from tocsin_server.web.auth import BearerAuthMiddleware
 from tocsin_server.web.json_limits import JsonBodyGuard
 from tocsin_server.web.problems import EXCEPTION_HANDLERS
+from tocsin_server.web.request_log import RequestLogMiddleware
 from tocsin_server.web.tokens import TokenAuthority
 from tocsin_server.web.versioning import LATEST, ApiVersionMiddleware, echo_version
 
@@ -98,7 +99,7 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
     return Litestar(
         route_handlers=list(ROUTERS),
         dependencies={"db_session": Provide(provide_transaction)},
-        middleware=[ApiVersionMiddleware(), BearerAuthMiddleware(authority), JsonBodyGuard()],
+        middleware=[RequestLogMiddleware(), ApiVersionMiddleware(), BearerAuthMiddleware(authority), JsonBodyGuard()],
         before_send=[echo_version, complete_allow_header],
         exception_handlers=EXCEPTION_HANDLERS,
         after_exception=[health.after_exception],
