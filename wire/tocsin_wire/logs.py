@@ -41,8 +41,13 @@ __all__ = [
 FORMATS: Final = ("console", "json")
 LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDACTED: Final = "[redacted]"
-QUIET: Final = {"httpx": logging.WARNING, "httpcore": logging.WARNING, "alembic": logging.WARNING}
-"""Libraries whose INFO lines are one per call or per migration step: they would drown what matters."""
+QUIET: Final = {
+    "httpx": logging.WARNING,  # a line per call would drown what matters
+    "httpcore": logging.WARNING,
+    "alembic": logging.WARNING,  # a line per migration step at every start
+    "aiosqlite": logging.INFO,  # at DEBUG it logs every statement with its parameters: stored secrets in clear
+}
+"""Libraries held above the configured level, whatever it is."""
 
 
 def _log_format(raw: str) -> str:
@@ -92,12 +97,13 @@ _SECRET_TEXT: Final = re.compile(
     r"|(?<=[Bb]earer )\S+"  # the credential of an Authorization header
     r"|(?<=://)[^/\s:@]*:[^/\s@]+(?=@)"  # user:password in a URL
 )
-_SUSPECT: Final = ("eyJ", "earer ", "@")
-"""Text without any of these cannot match ``_SECRET_TEXT``: most lines skip the regular expression."""
+_SECRET_KEYS: Final[dict[str, bool]] = {}
+"""``_SECRET_KEY``'s verdict per field name: a process logs few distinct names, each judged once."""
 
 
 def _scrub(text: str) -> str:
-    if any(mark in text for mark in _SUSPECT):
+    # Text without any of these marks cannot match: most values skip the regular expression.
+    if "eyJ" in text or "earer " in text or "@" in text:
         return _SECRET_TEXT.sub(REDACTED, text)
     return text
 
@@ -105,11 +111,13 @@ def _scrub(text: str) -> str:
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Replace credential fields and credential-shaped text (tokens, ``user:password@`` in URLs) by ``[redacted]``."""
     for key, value in event_dict.items():
-        if key.startswith("_") or value is None:
-            continue
-        if _SECRET_KEY.search(key):
-            event_dict[key] = REDACTED
-        elif isinstance(value, str):
+        secret = _SECRET_KEYS.get(key)
+        if secret is None:
+            secret = _SECRET_KEYS[key] = not key.startswith("_") and _SECRET_KEY.search(key) is not None
+        if secret:
+            if value is not None:
+                event_dict[key] = REDACTED
+        elif value.__class__ is str:
             event_dict[key] = _scrub(value)
     return event_dict
 
@@ -177,43 +185,43 @@ def configure_logging(
     runner ships its triggers' INFO lines to the server whatever level this process writes).
     """
     stream = stream if stream is not None else sys.stderr
-    shared: list[Processor] = [
+    context: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         _add_process_fields,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    tail: list[Processor] = [
+        structlog.processors.format_exc_info,
+        redact,
+        _renderer(settings.resolved_format(stream), stream),
     ]
     handler = logging.StreamHandler(stream)
     handler.setLevel(settings.level)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
-                *shared,
-                structlog.stdlib.ExtraAdder(),
+                *context,
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(),  # logger.info(..., extra={fields}): the fields become the line's
                 _drop_color_message,
-            ],  # logger.info(..., extra={fields})
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                redact,
-                _renderer(settings.resolved_format(stream), stream),
             ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
         )
     )
+    levels = logging.getLevelNamesMapping()
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(min(logging.getLevelNamesMapping()[name] for name in (settings.level, floor or settings.level)))
+    root.setLevel(min(levels[settings.level], levels[floor or settings.level]))
     for name, level in quiet.items():
         logging.getLogger(name).setLevel(level)
     logging.captureWarnings(True)  # a library's warnings.warn becomes a line of the pipeline, with its timestamp
+    # structlog's own loggers (``structlog.get_logger().bind(logger=NAME)``: the request line, where the cost of a line
+    # counts) skip the standard library's record, handler and formatter: the same processors, written straight to
+    # the same stream.
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[*context, *tail],
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        wrapper_class=structlog.make_filtering_bound_logger(levels[settings.level]),
         cache_logger_on_first_use=True,
     )

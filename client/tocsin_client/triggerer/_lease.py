@@ -83,6 +83,7 @@ class Lease:
         self.job = job
         self._client.token = job.token
         bind_process(job_id=job.job_id)  # every line from here on, in every task, names the current job
+        self._pool.tell_job(job.job_id)  # and in every runner
         _log.info(
             "registered job %s (capacity %s, heartbeat every %.1f s)",
             job.job_id,

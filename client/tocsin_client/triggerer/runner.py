@@ -26,6 +26,7 @@ from tocsin_client.triggerer._frames import (
     Bye,
     Cancel,
     Hello,
+    Job,
     LogLine,
     Shutdown,
     Start,
@@ -127,6 +128,8 @@ async def serve(
                     host.cancel(trigger_id)
             elif isinstance(frame, TokenGrant):
                 tokens.grant(frame.trigger_id, frame.token)
+            elif isinstance(frame, Job):
+                bind_process(job_id=frame.job_id)
             elif isinstance(frame, Shutdown):
                 await host.stop(frame.timeout_s)
                 reporter.flush()

@@ -15,7 +15,6 @@ Cost: one monotonic clock pair, a header scan, and one structured line; the runt
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 import uuid
@@ -30,9 +29,8 @@ __all__ = ["REQUEST_ID", "RequestLogMiddleware"]
 
 REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _HEADER: Final = b"x-request-id"
-_log = logging.getLogger("tocsin.server.requests")
-"""A standard-library logger: the fields travel as ``extra`` and the pipeline (``tocsin_wire.logs``) lifts them;
-in a process that configured no logging (an in-process test app) the INFO line costs one level check."""
+_log = structlog.get_logger().bind(logger="tocsin.server.requests")
+"""A structlog logger: ``tocsin_wire.logs`` writes its lines without the standard library's per-record work."""
 
 
 def request_id(scope: Scope) -> str:
@@ -70,17 +68,13 @@ class RequestLogMiddleware(ASGIMiddleware):
             status = getattr(exc, "status_code", 500)
             raise
         finally:
-            level = logging.INFO if status < 500 else logging.ERROR
-            if _log.isEnabledFor(level):
-                _log.log(
-                    level,
+            if structlog.is_configured():  # an in-process test app configures none: no line, no cost
+                (_log.info if status < 500 else _log.error)(
                     "request",
-                    extra={
-                        "operation_id": getattr(scope.get("route_handler"), "operation_id", None),
-                        "method": scope["method"],  # type: ignore[typeddict-item]  # scopes = (HTTP,)
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
+                    operation_id=getattr(scope.get("route_handler"), "operation_id", None),
+                    method=scope["method"],  # type: ignore[typeddict-item]  # scopes = (HTTP,)
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )
             structlog.contextvars.reset_contextvars(**tokens)
