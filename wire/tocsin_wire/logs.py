@@ -216,7 +216,7 @@ def configure_logging(
     for name, level in quiet.items():
         logging.getLogger(name).setLevel(level)
     logging.captureWarnings(True)  # a library's warnings.warn becomes a line of the pipeline, with its timestamp
-    # structlog's own loggers (``structlog.get_logger().bind(logger=NAME)``: the request line, where the cost of a line
+    # structlog's own loggers (``structlog.get_logger().info(event, logger=NAME, ...)``: the request line, where the cost of a line
     # counts) skip the standard library's record, handler and formatter: the same processors, written straight to
     # the same stream.
     structlog.configure(

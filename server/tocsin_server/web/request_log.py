@@ -29,8 +29,11 @@ __all__ = ["REQUEST_ID", "RequestLogMiddleware"]
 
 REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _HEADER: Final = b"x-request-id"
-_log = structlog.get_logger().bind(logger="tocsin.server.requests")
-"""A structlog logger: ``tocsin_wire.logs`` writes its lines without the standard library's per-record work."""
+_NAME: Final = "tocsin.server.requests"
+_log = structlog.get_logger()
+"""A structlog logger: ``tocsin_wire.logs`` writes its lines without the standard library's per-record work. It is
+a lazy proxy, assembled at its first line, so the configuration it gets is the one the process set up by then
+(a worker imports this module before it configures logging)."""
 
 
 def request_id(scope: Scope) -> str:
@@ -71,6 +74,7 @@ class RequestLogMiddleware(ASGIMiddleware):
             if structlog.is_configured():  # an in-process test app configures none: no line, no cost
                 (_log.info if status < 500 else _log.error)(
                     "request",
+                    logger=_NAME,
                     operation_id=getattr(scope.get("route_handler"), "operation_id", None),
                     method=scope["method"],  # type: ignore[typeddict-item]  # scopes = (HTTP,)
                     path=scope["path"],
