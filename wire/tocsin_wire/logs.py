@@ -3,7 +3,8 @@ runners, the standalone.
 
 structlog renders every line. Records of the standard library's ``logging`` (uvicorn, SQLAlchemy, httpx, Python
 warnings, the project's own ``logging.getLogger`` loggers) reach the same processors through one root handler
-with structlog's ``ProcessorFormatter``, so a process writes one format whoever logged. Every line has
+with structlog's ``ProcessorFormatter``; structlog's own lines (the request line) skip that handler and go to the
+same stream through the same processors. So a process writes one format whoever logged. Every line has
 ``timestamp`` (UTC, ISO 8601), ``level``, ``logger`` and ``event``, the fields bound to the process
 (``bind_process``: the triggerer's ``job_id``, a runner's index) and to the current task (structlog's
 contextvars: a request's id, a trigger's id), and passes ``redact`` last, so that tokens and passwords never
@@ -137,8 +138,11 @@ def bind_process(**fields: Any) -> None:
             _PROCESS_FIELDS[key] = value
 
 
-def _drop_color_message(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+def _tidy_foreign(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     event_dict.pop("color_message", None)  # uvicorn's extra: the event again, with terminal colour codes
+    event = event_dict.get("event")
+    if isinstance(event, str) and event.endswith("\n"):  # a captured warning ends with its own newline
+        event_dict["event"] = event.rstrip()
     return event_dict
 
 
@@ -204,7 +208,7 @@ def configure_logging(
                 *context,
                 structlog.stdlib.add_logger_name,
                 structlog.stdlib.ExtraAdder(),  # logger.info(..., extra={fields}): the fields become the line's
-                _drop_color_message,
+                _tidy_foreign,
             ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
         )
