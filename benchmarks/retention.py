@@ -1,13 +1,13 @@
-"""The runtime GET's latency with the retention duty off, then while it deletes 1,000,000 old log rows (PostgreSQL).
+"""The runtime GET's latency before, while and after the retention duty deletes 1,000,000 old log rows (PostgreSQL).
 
     PYTHONPATH=. .venv/bin/python benchmarks/retention.py [--rows 1000000] [--seconds 15] [--rate 150]
 
-One fresh PostgreSQL database; ``--rows`` trigger-log rows 30 days old are seeded with one
-``INSERT ... SELECT generate_series``. Phase 1: a real ``tocsin api-server`` (one worker) with
-``TOCSIN_RETENTION=false``; ``--concurrency`` loopback clients GET one variable, ``--rate`` GETs/s in all,
-for ``--seconds``. Phase 2: the
-same server restarted with the duty on (it starts sweeping at startup); the same load runs until the table is
-empty or for ``--deadline`` seconds. Both phases' p50/p99 and the rows/s deleted are printed in one run.
+One fresh PostgreSQL database and one real ``tocsin api-server`` (one worker) with the retention duty on, ticking
+every second. ``--concurrency`` loopback clients GET one variable, ``--rate`` GETs/s in all, in three windows on
+the same server: *before* (``--seconds``; the duty runs and finds nothing old), *sweeping* (``--rows`` trigger-log
+rows 30 days old are seeded with one ``INSERT ... SELECT generate_series`` while the load pauses, then the load
+runs until the duty has deleted them all or ``--deadline`` passes) and *after* (``--seconds`` again, idle). The
+two idle windows bracket the sweep, so noise from elsewhere on the machine shows as a difference between them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -87,14 +88,14 @@ async def _for_seconds(seconds: float, stop: asyncio.Event) -> None:
 
 
 async def _until_empty(url: str, deadline_s: float, stop: asyncio.Event) -> int:
-    """Wait until the table is empty (a count every 5 s) or the deadline; the rows left."""
+    """Wait until the table is empty (a count every second) or the deadline; the rows left."""
     started = time.monotonic()
     try:
         while True:
             left = await _remaining(url)
             if not left or time.monotonic() - started >= deadline_s:
                 return left
-            await asyncio.sleep(5.0)
+            await asyncio.sleep(1.0)
     finally:
         stop.set()
 
@@ -104,6 +105,17 @@ def _quantiles(latencies: list[float]) -> tuple[float, float]:
     return cuts[49], cuts[98]
 
 
+async def _window(base: str, token: str, args: argparse.Namespace, until: Any) -> list[float]:
+    stop = asyncio.Event()
+    latencies, _ = await asyncio.gather(_load(base, token, args.concurrency, args.rate, stop), until(stop))
+    return latencies
+
+
+def _line(name: str, latencies: list[float], seconds: float) -> str:
+    p50, p99 = _quantiles(latencies)
+    return f"{name:<9} {len(latencies):6d} GETs in {seconds:5.1f} s, p50 {p50:6.2f} ms, p99 {p99:6.2f} ms"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -111,53 +123,48 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=float, default=150.0, help="GETs per second in all")
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--deadline", type=float, default=60.0)
+    parser.add_argument("--deadline", type=float, default=180.0)
     args = parser.parse_args()
     token = TokenAuthority(SECRET, issuer="tocsin", audience="tocsin").issue("bench", ["worker"], 3600)
-    with postgres_database() as url, tempfile.TemporaryDirectory() as folder:
+    env = {
+        "TOCSIN_RETENTION": "true",
+        "TOCSIN_RETENTION_BATCH_SIZE": str(args.batch),
+        "TOCSIN_RETENTION_INTERVAL_S": "1",
+    }
+    with (
+        postgres_database() as url,
+        tempfile.TemporaryDirectory() as folder,
+        live_server(url, SECRET, Path(folder) / "server.log", env) as server,
+    ):
+        headers = {"Authorization": f"Bearer {token}"}
+        httpx.put(
+            f"{server.url}/execution/variables/{VARIABLE}", json={"value": "v"}, headers=headers
+        ).raise_for_status()
+
+        def idle(stop: asyncio.Event) -> Any:
+            return _for_seconds(args.seconds, stop)
+
+        before = asyncio.run(_window(server.url, token, args, idle))
         started = time.monotonic()
         asyncio.run(_seed(url, args.rows))
-        print(f"seeded {args.rows:,} old trigger-log rows in {time.monotonic() - started:.1f} s")
-        env = {"TOCSIN_RETENTION_BATCH_SIZE": str(args.batch), "TOCSIN_RETENTION_INTERVAL_S": "3600"}
-        with live_server(url, SECRET, Path(folder) / "off.log", {**env, "TOCSIN_RETENTION": "false"}) as server:
-            put = httpx.put(
-                f"{server.url}/execution/variables/{VARIABLE}",
-                json={"value": "v"},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            put.raise_for_status()
+        print(f"seeded {args.rows:,} old trigger-log rows in {time.monotonic() - started:.1f} s (load paused)")
+        swept_from = time.monotonic()
+        left_box: list[int] = []
 
-            async def baseline() -> list[float]:
-                stop = asyncio.Event()
-                latencies, _ = await asyncio.gather(
-                    _load(server.url, token, args.concurrency, args.rate, stop), _for_seconds(args.seconds, stop)
-                )
-                return latencies
+        async def until_empty(stop: asyncio.Event) -> None:
+            left_box.append(await _until_empty(url, args.deadline, stop))
 
-            off = asyncio.run(baseline())
-        assert asyncio.run(_remaining(url)) == args.rows, "the duty ran while it was off"
-        started = time.monotonic()  # the duty starts with the server: its startup counts against rows/s
-        with live_server(url, SECRET, Path(folder) / "on.log", {**env, "TOCSIN_RETENTION": "true"}) as server:
-
-            async def during() -> tuple[list[float], int]:
-                stop = asyncio.Event()
-                latencies, left = await asyncio.gather(
-                    _load(server.url, token, args.concurrency, args.rate, stop), _until_empty(url, args.deadline, stop)
-                )
-                return latencies, left
-
-            on, left = asyncio.run(during())
-            elapsed = time.monotonic() - started
-    off_p50, off_p99 = _quantiles(off)
-    on_p50, on_p99 = _quantiles(on)
-    print(
-        f"duty off:     {len(off):6d} GETs in {args.seconds:.0f} s at {args.rate:.0f}/s, p50 {off_p50:.2f} ms, p99 {off_p99:.2f} ms"
-    )
-    print(f"duty running: {len(on):6d} GETs, p50 {on_p50:.2f} ms, p99 {on_p99:.2f} ms")
-    deleted = args.rows - left
-    print(f"deleted {deleted:,} rows in {elapsed:.1f} s from server start: {deleted / elapsed:,.0f} rows/s")
-    if left:
-        print(f"{left:,} rows were left at the deadline (--deadline {args.deadline:.0f} s); the duty goes on")
+        sweeping = asyncio.run(_window(server.url, token, args, until_empty))
+        sweep_s = time.monotonic() - swept_from
+        after = asyncio.run(_window(server.url, token, args, idle))
+    print(f"paced load: {args.rate:.0f} GETs/s from {args.concurrency} clients, one server, duty ticking every 1 s")
+    print(_line("before", before, args.seconds))
+    print(_line("sweeping", sweeping, sweep_s))
+    print(_line("after", after, args.seconds))
+    deleted = args.rows - left_box[0]
+    print(f"deleted {deleted:,} rows in {sweep_s:.1f} s after the seed: {deleted / sweep_s:,.0f} rows/s")
+    if left_box[0]:
+        print(f"{left_box[0]:,} rows were left at the deadline (--deadline {args.deadline:.0f} s); the duty goes on")
 
 
 if __name__ == "__main__":

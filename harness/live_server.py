@@ -46,7 +46,7 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path, de
 
 @contextmanager
 def live_server(
-    database_url: str, secret: str, log: Path, extra_env: dict[str, str] | None = None
+    database_url: str, secret: str, log: Path, extra_env: dict[str, str] | None = None, ready_within_s: float = 30.0
 ) -> Iterator[LiveServer]:
     port = free_port()
     env = {
@@ -64,7 +64,7 @@ def live_server(
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until_healthy(url, process, log)
+        wait_until_healthy(url, process, log, ready_within_s)
         yield LiveServer(url=url, env=env, log=log)
     finally:
         process.terminate()

@@ -131,7 +131,7 @@ def emit_operation(
     status, returns = success_response(doc, operation)
     signature = ", ".join(["self", *args, *(["*", *kwargs] if kwargs else [])])
     call = (
-        f'self._call("{method.upper()}", f"{path_expr}", expected={status}, '
+        f'self._call("{method.upper()}", f"{path_expr}", operation="{operation["operationId"]}", expected={status}, '
         f"params={{{', '.join(query)}}}, body={'body' if body is not None else 'None'}, "
         f"response_type={returns or 'None'})"
     )
@@ -187,6 +187,7 @@ class _SyncTransport(Protocol):
         method: str,
         path: str,
         *,
+        operation: str,
         expected: int,
         params: dict[str, Any],
         body: object | None,
@@ -200,6 +201,7 @@ class _AsyncTransport(Protocol):
         method: str,
         path: str,
         *,
+        operation: str,
         expected: int,
         params: dict[str, Any],
         body: object | None,

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from tocsin_cli.options import Option, UsageError, add_options, resolve_options
-from tocsin_cli.values import SCOPES, parse_scope, parse_ttl
+from tocsin_cli.values import (
+    JOB_STATES,
+    OUTPUTS,
+    SCOPES,
+    TRIGGER_STATES,
+    parse_choice,
+    parse_scope,
+    parse_ttl,
+    parse_uuid,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -54,6 +63,7 @@ def run_standalone(args: argparse.Namespace) -> int:
             capacity=args.capacity,
             token_file=STANDALONE_TOKEN_FILE,
             default_api_url=DEFAULT_API_URL,
+            metrics_port=args.metrics_port,
         )
     )
 
@@ -72,6 +82,16 @@ def run_key_create(_: argparse.Namespace) -> int:
 
 def run_key_rotate(args: argparse.Namespace) -> int:
     return int(_server().key_rotate(batch_size=args.batch_size))
+
+
+def run_key_signing(args: argparse.Namespace) -> int:
+    server = _server()
+    if args.signing_command == "add":
+        return int(server.key_signing_add(file=args.file, kid=args.kid))
+    if args.signing_command == "list":
+        return int(server.key_signing_list(file=args.file, signing=args.signing))
+    verb = server.key_signing_promote if args.signing_command == "promote" else server.key_signing_retire
+    return int(verb(file=args.file, kid=args.kid))
 
 
 def run_triggerer(args: argparse.Namespace) -> int:
@@ -100,6 +120,75 @@ def run_demo(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
         )
     )
+
+
+def run_triggers_list(args: argparse.Namespace) -> int:
+    return int(
+        _client().triggers_list(
+            api_url=args.api_url,
+            token=args.token,
+            token_file=STANDALONE_TOKEN_FILE,
+            output=args.output,
+            state=args.state,
+            job_id=args.job_id,
+            classpath=args.classpath,
+            limit=args.limit,
+            offset=args.offset,
+        )
+    )
+
+
+def run_jobs_list(args: argparse.Namespace) -> int:
+    return int(
+        _client().jobs_list(
+            api_url=args.api_url,
+            token=args.token,
+            token_file=STANDALONE_TOKEN_FILE,
+            output=args.output,
+            state=args.state,
+            alive=args.alive,
+            limit=args.limit,
+            offset=args.offset,
+        )
+    )
+
+
+def run_logs(args: argparse.Namespace) -> int:
+    return int(
+        _client().logs(
+            api_url=args.api_url,
+            token=args.token,
+            token_file=STANDALONE_TOKEN_FILE,
+            task_instance_id=args.task_instance_id,
+            output=args.output,
+            try_number=args.try_number,
+            follow=args.follow,
+            interval_s=args.interval,
+        )
+    )
+
+
+OPERATOR_OPTIONS: Final = (
+    Option("--api-url", "the API server", DEFAULT_API_URL, env="TOCSIN_API_URL"),
+    Option(
+        "--token",
+        f"a token with the admin scope (without one: the ./{STANDALONE_TOKEN_FILE} that standalone leaves)",
+        env="TOCSIN_TOKEN",
+        metavar="JWT",
+    ),
+    Option(
+        "--output",
+        "table (readable) or json (the API's answer)",
+        "table",
+        type=parse_choice("--output", OUTPUTS),
+        metavar="{table,json}",
+    ),
+)
+"""The flags every operator command (``triggers list``, ``jobs list``, ``logs``) takes."""
+PAGE_OPTIONS: Final = (
+    Option("--limit", "show at most this many (the API serves up to 1000 per call)", 100, type=int),
+    Option("--offset", "skip this many first", 0, type=int),
+)
 
 
 def _server_address() -> list[Option]:
@@ -191,6 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
         [
             *_server_address(),
             Option("--capacity", "the triggerer's capacity", 10_000, env="TOCSIN_STANDALONE_CAPACITY", type=int),
+            Option(
+                "--metrics-port",
+                "serve the triggerer's Prometheus metrics on this port (off unless given; the API server's are at "
+                "/metrics)",
+                env="TOCSIN_TRIGGERER_METRICS_PORT",
+                type=int,
+            ),
         ],
         description="Migrate the database (SQLite ./tocsin.db unless TOCSIN_DATABASE_URL says otherwise), then run "
         "the API server and a triggerer until stopped (Ctrl-C, SIGTERM or SIGHUP stop both, triggerer first). "
@@ -215,11 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
             Option("--timeout", "seconds to wait for every task to resume", 120.0, type=float),
         ],
     )
+    _operator_commands(commands)
     db = _command(commands, "db", "migrate the database TOCSIN_DATABASE_URL names", run_db)
     db.add_argument("action", choices=("upgrade", "downgrade", "current"), help="what to do")
     db.add_argument("revision", nargs="?", help="target revision (default: head for upgrade, -1 for downgrade)")
 
-    key = commands.add_parser("key", help="encryption keys", description="Encryption keys.")
+    key = commands.add_parser(
+        "key", help="encryption and token-signing keys", description="Encryption and token-signing keys."
+    )
     key_commands = key.add_subparsers(dest="key_command", required=True, metavar="COMMAND")
     _command(key_commands, "create", "print a new key for TOCSIN_TRIGGER_KWARGS_KEYS", run_key_create)
     _command(
@@ -232,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
         "with the first key of TOCSIN_TRIGGER_KWARGS_KEYS, in batches, while servers run. Afterwards the other "
         "keys can be removed.",
     )
+
+    _add_key_signing(key_commands)
 
     token = commands.add_parser("token", help="tokens", description="Tokens.")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
@@ -251,6 +352,102 @@ def build_parser() -> argparse.ArgumentParser:
         "TOCSIN_JWT_SECRET_FILE names, or the ./tocsin-jwt-secret `tocsin standalone` keeps in its folder.",
     )
     return parser
+
+
+def _add_key_signing(key_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``tocsin key signing add|promote|retire|list``: the steps of a signing-key rotation (docs/operations.md)."""
+    signing = key_commands.add_parser(
+        "signing",
+        help="token-signing keys in the keyring file TOCSIN_JWT_KEYS_FILE names",
+        description="Token-signing keys: a keyring file of key ids and secrets, one of them signing, every one "
+        "verifying. Rotate: add (verifies everywhere), promote (signs), after the longest token lifetime retire "
+        "the old key. Servers re-read the file within TOCSIN_JWT_KEYS_RELOAD_S.",
+    )
+    verbs = signing.add_subparsers(dest="signing_command", required=True, metavar="COMMAND")
+    file = Option("--file", "the keyring file", env="TOCSIN_JWT_KEYS_FILE", metavar="PATH")
+    _command(
+        verbs,
+        "add",
+        "add a new key that verifies but does not sign yet, and print its id",
+        run_key_signing,
+        [file, Option("--kid", "the new key's id (default: one made of today's date and random hex)")],
+        description="Add a new key that verifies but does not sign yet, and print its id. Without the file yet, "
+        "create it (mode 0600): the secret every command finds today (TOCSIN_JWT_SECRET, its file or "
+        "./tocsin-jwt-secret) becomes the key 'legacy', which keeps signing and verifies tokens without a kid.",
+    )
+    for verb, summary in (
+        ("promote", "make a key the one that signs; the one before keeps verifying"),
+        ("retire", "remove a key that no longer signs: tokens it signed get 401"),
+    ):
+        parser = _command(verbs, verb, summary, run_key_signing, [file])
+        parser.add_argument("kid", metavar="KID", help="the key's id (see: tocsin key signing list)")
+    _command(
+        verbs,
+        "list",
+        "print each key id and whether it signs (never a secret)",
+        run_key_signing,
+        [file, Option("--signing", "print only the id of the key that signs", False, action="store_true")],
+    )
+
+
+def _operator_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``triggers list``, ``jobs list`` and ``logs``: admin API clients (the base install is enough)."""
+    triggers = commands.add_parser("triggers", help="triggers (admin API)", description="Triggers (admin API).")
+    trigger_commands = triggers.add_subparsers(dest="triggers_command", required=True, metavar="COMMAND")
+    _command(
+        trigger_commands,
+        "list",
+        "list triggers: state, holding job, age, task instance, last error",
+        run_triggers_list,
+        [
+            *OPERATOR_OPTIONS,
+            Option(
+                "--state",
+                "only unassigned, assigned (to a live job) or orphaned (held by a job no longer alive) triggers "
+                "(default: any state)",
+                type=parse_choice("--state", TRIGGER_STATES),
+                metavar="{" + ",".join(TRIGGER_STATES) + "}",
+            ),
+            Option("--job-id", "only triggers held by this job (default: any job or none)", type=int, metavar="ID"),
+            Option("--classpath", "only triggers of this class, its dotted path exactly (default: any class)"),
+            *PAGE_OPTIONS,
+        ],
+    )
+    jobs = commands.add_parser("jobs", help="triggerer jobs (admin API)", description="Triggerer jobs (admin API).")
+    job_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+    _command(
+        job_commands,
+        "list",
+        "list triggerer jobs, newest first: state, liveness, host, triggers held, last heartbeat",
+        run_jobs_list,
+        [
+            *OPERATOR_OPTIONS,
+            Option(
+                "--state",
+                "only jobs in this state (default: any state)",
+                type=parse_choice("--state", JOB_STATES),
+                metavar="{" + ",".join(JOB_STATES) + "}",
+            ),
+            Option("--alive", "only jobs that are alive (default: alive or not)", action="store_true"),
+            *PAGE_OPTIONS,
+        ],
+    )
+    logs = _command(
+        commands,
+        "logs",
+        "print the trigger log lines of a task instance",
+        run_logs,
+        [
+            *OPERATOR_OPTIONS,
+            Option("--try-number", "only lines of this try (default: every try)", type=int, metavar="N"),
+            Option("--follow", "keep printing new lines as they are stored, until Ctrl-C", False, action="store_true"),
+            Option("--interval", "seconds between two polls while following", 1.0, type=float),
+        ],
+        description="Print the trigger log lines of a task instance, oldest first (--output json: one JSON object "
+        "per line). With --follow, keep polling for new lines from the last one seen (each line once, in order) "
+        "until Ctrl-C, which exits 0.",
+    )
+    logs.add_argument("task_instance_id", type=parse_uuid, metavar="TASK_INSTANCE_ID", help="the task instance id")
 
 
 def _version() -> str:

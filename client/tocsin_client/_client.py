@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 _ACCEPT: Final = "application/json, application/problem+json"
+OPERATION_EXTENSION: Final = "tocsin.operation"
+"""The httpx request extension that carries the operationId of the call."""
 # Errors that say the request can never be sent as it is; retrying them only hides a bug.
 _PERMANENT_TRANSPORT_ERRORS: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 
@@ -106,9 +108,15 @@ class _BaseClient:
             headers["Content-Type"] = "application/json"
         return headers
 
-    def _request_args(self, params: Mapping[str, Any], body: object | None) -> dict[str, Any]:
+    def _request_args(self, operation: str, params: Mapping[str, Any], body: object | None) -> dict[str, Any]:
         content = None if body is None else msgspec.json.encode(body)
-        return {"params": _query(params), "content": content, "headers": self._headers(has_body=body is not None)}
+        return {
+            "params": _query(params),
+            "content": content,
+            "headers": self._headers(has_body=body is not None),
+            # the operation travels with the request, so tracing (tocsin_client._tracing) can name its span
+            "extensions": {OPERATION_EXTENSION: operation},
+        }
 
     def _handle(
         self, response: httpx.Response, *, method: str, path: str, expected: int, response_type: type[Any] | None
@@ -162,13 +170,14 @@ class Client(_BaseClient, SyncOperations):
         method: str,
         path: str,
         *,
+        operation: str,
         expected: int,
         params: dict[str, Any],
         body: object | None,
         response_type: type[Any] | None,
     ) -> Any:
         try:
-            response = self._http.request(method, path, **self._request_args(params, body))
+            response = self._http.request(method, path, **self._request_args(operation, params, body))
         except httpx.RequestError as exc:
             raise _transport_error(exc, method, path) from exc
         return self._handle(response, method=method, path=path, expected=expected, response_type=response_type)
@@ -231,13 +240,14 @@ class AsyncClient(_BaseClient, AsyncOperations):
         method: str,
         path: str,
         *,
+        operation: str,
         expected: int,
         params: dict[str, Any],
         body: object | None,
         response_type: type[Any] | None,
     ) -> Any:
         try:
-            response = await self._http.request(method, path, **self._request_args(params, body))
+            response = await self._http.request(method, path, **self._request_args(operation, params, body))
         except httpx.RequestError as exc:
             raise _transport_error(exc, method, path) from exc
         return self._handle(response, method=method, path=path, expected=expected, response_type=response_type)

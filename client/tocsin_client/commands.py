@@ -8,11 +8,26 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 from tocsin_wire.settings import Env, SettingsError, load
 
-__all__ = ["DEFAULT_API_URL", "DemoSettings", "demo", "triggerer"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from uuid import UUID
+
+    from tocsin_client.operator import Connection
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "DemoSettings",
+    "OperatorSettings",
+    "demo",
+    "jobs_list",
+    "logs",
+    "triggerer",
+    "triggers_list",
+]
 
 DEFAULT_API_URL: Final = "http://127.0.0.1:8080"
 
@@ -54,6 +69,12 @@ def triggerer(
     except ConfigError as exc:
         sys.stderr.write(f"tocsin triggerer: configuration error: {exc}\n")
         return 2
+    if config.otel:
+        from tocsin_client._tracing import configure_sdk  # noqa: PLC0415 - OpenTelemetry loads only when on
+
+        if (problem := configure_sdk()) is not None:
+            sys.stderr.write(f"tocsin triggerer: configuration error: {problem}\n")
+            return 2
     return run(config)
 
 
@@ -109,3 +130,128 @@ def demo(
     except TocsinError as exc:
         sys.stderr.write(f"tocsin demo: {exc}\n")
         return 1
+
+
+# -- the operator commands (tocsin triggers list, jobs list, logs) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorSettings:
+    api_url: Annotated[str, Env("TOCSIN_API_URL")] = DEFAULT_API_URL
+    token: Annotated[str, Env("TOCSIN_TOKEN")] = field(default="", repr=False)
+
+
+def _operator(
+    name: str, api_url: str | None, token: str | None, token_file: Path, run: Callable[[Connection], None]
+) -> int:
+    """Resolve where to connect and with which token, run the command, turn a failure into one line."""
+    from tocsin_client.errors import TocsinError  # noqa: PLC0415
+    from tocsin_client.operator import Connection, explain  # noqa: PLC0415
+
+    try:
+        settings = load(OperatorSettings, os.environ, api_url=api_url, token=token)
+    except SettingsError as exc:
+        sys.stderr.write(f"tocsin {name}: configuration error: {exc}\n")
+        return 2
+    # No token at all is sent as none: the server's 401 says so, not a guess of ours.
+    connection = Connection(
+        api_url=settings.api_url,
+        token=_token(settings.token, token_file),
+        token_hint=f"pass --token or TOCSIN_TOKEN (tocsin token create --scope admin), or run it in the folder "
+        f"where `tocsin standalone` left ./{token_file}",
+    )
+    try:
+        run(connection)
+    except TocsinError as exc:
+        failure = explain(exc, connection)
+        sys.stderr.write(f"tocsin {name}: {failure}\n")
+        return failure.code
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly; stdout goes to /dev/null so its final flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 0
+
+
+def triggers_list(
+    *,
+    api_url: str | None,
+    token: str | None,
+    token_file: Path,
+    output: str,
+    state: str | None,
+    job_id: int | None,
+    classpath: str | None,
+    limit: int,
+    offset: int,
+) -> int:
+    """Print the triggers the admin API lists (filtered), as a table or as its JSON."""
+    from tocsin_client import operator  # noqa: PLC0415
+
+    return _operator(
+        "triggers list",
+        api_url,
+        token,
+        token_file,
+        lambda connection: operator.triggers_list(
+            connection, output=output, state=state, job_id=job_id, classpath=classpath, limit=limit, offset=offset
+        ),
+    )
+
+
+def jobs_list(
+    *,
+    api_url: str | None,
+    token: str | None,
+    token_file: Path,
+    output: str,
+    state: str | None,
+    alive: bool | None,
+    limit: int,
+    offset: int,
+) -> int:
+    """Print the triggerer jobs the admin API lists, as a table or as its JSON."""
+    from tocsin_client import operator  # noqa: PLC0415
+
+    return _operator(
+        "jobs list",
+        api_url,
+        token,
+        token_file,
+        lambda connection: operator.jobs_list(
+            connection, output=output, state=state, alive=alive, limit=limit, offset=offset
+        ),
+    )
+
+
+def logs(
+    *,
+    api_url: str | None,
+    token: str | None,
+    token_file: Path,
+    task_instance_id: UUID,
+    output: str,
+    try_number: int | None,
+    follow: bool,
+    interval_s: float,
+) -> int:
+    """Print a task instance's trigger log lines; with ``follow``, keep printing new ones until Ctrl-C (exit 0)."""
+    from tocsin_client import operator  # noqa: PLC0415
+
+    try:
+        return _operator(
+            "logs",
+            api_url,
+            token,
+            token_file,
+            lambda connection: operator.logs(
+                connection,
+                task_instance_id,
+                output=output,
+                try_number=try_number,
+                follow=follow,
+                interval_s=interval_s,
+            ),
+        )
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C is how a follower stops: nothing went wrong

@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
-from tocsin_server import __version__
+from tocsin_server import __version__, metrics
 from tocsin_server.api import (
     asset_watchers,
     connections,
@@ -26,18 +26,22 @@ from tocsin_server.api import (
     variables,
     xcoms,
 )
+from tocsin_server.api import metrics as metrics_route
 from tocsin_server.db.cipher import KwargsCipher
 from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.health import DatabaseHealth
 from tocsin_server.db.reads import create_reads
 from tocsin_server.db.transactions import create_sessionmaker, create_write_gate, provide_transaction
+from tocsin_server.services import changes
 from tocsin_server.services.maintenance import periodic_loop
 from tocsin_server.web.allow_header import complete_allow_header
 from tocsin_server.web.auth import BearerAuthMiddleware
 from tocsin_server.web.json_limits import JsonBodyGuard
 from tocsin_server.web.problems import EXCEPTION_HANDLERS
 from tocsin_server.web.request_log import RequestLogMiddleware
+from tocsin_server.web.request_metrics import RequestTimer, record_response
 from tocsin_server.web.tokens import TokenAuthority
+from tocsin_server.web.tracing import tracing_plugins
 from tocsin_server.web.versioning import LATEST, ApiVersionMiddleware, echo_version
 
 if TYPE_CHECKING:
@@ -57,6 +61,7 @@ ROUTERS: Final = (
     trigger_logs.router,
     asset_watchers.router,
     schema.router,
+    metrics_route.router,
 )
 """One router per API module; each module lists its own operations. The version an operation appeared in is
 declared once, in ``tocsin_server.web.versioning.VERSION_CHANGES``, not on its handler."""
@@ -67,9 +72,11 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
     "live schema"); the published contract is always the hand-written file. ``periodic_duties`` runs the
     server-wide duties (timeouts, dead jobs, cleanup) in the background; every replica may run them."""
     reads = create_reads(settings)
-    authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    authority = TokenAuthority.for_settings(settings)
     engine = create_write_engine(settings)
+    metrics.track_pool(engine)
     sessionmaker = create_sessionmaker(engine)
+    changes.track(sessionmaker)  # every task-instance state change is logged in its own transaction
     health = DatabaseHealth(settings, reads)
 
     async def database_away(exc: Exception) -> bool:
@@ -95,15 +102,23 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
             await health.stop()
             await reads.stop()
             await engine.dispose()
+            metrics.worker_stopped()
 
     return Litestar(
         route_handlers=list(ROUTERS),
         dependencies={"db_session": Provide(provide_transaction)},
-        middleware=[RequestLogMiddleware(), ApiVersionMiddleware(), BearerAuthMiddleware(authority), JsonBodyGuard()],
-        before_send=[echo_version, complete_allow_header],
+        middleware=[
+            RequestLogMiddleware(),  # outermost: its duration covers the others
+            RequestTimer(),
+            ApiVersionMiddleware(),
+            BearerAuthMiddleware(authority),
+            JsonBodyGuard(),
+        ],
+        before_send=[echo_version, complete_allow_header, record_response],
         exception_handlers=EXCEPTION_HANDLERS,
         after_exception=[health.after_exception],
         lifespan=[databases],
+        plugins=tracing_plugins(settings, engine, reads),  # none unless TOCSIN_OTEL is on
         state=State(
             {
                 "reads": reads,

@@ -19,8 +19,8 @@ def create_from_env() -> Litestar:
         configure_logs()  # a worker process of its own: uvicorn spawned it with nothing configured
         settings = load_settings()
         check_database(settings.database_url)
+        return create_app(settings)  # TOCSIN_OTEL's exporter variables are checked here
     except ConfigError as exc:
         sys.stderr.write(f"tocsin api-server: configuration error: {exc}\n")
         sys.stderr.flush()
         raise SystemExit(2) from None
-    return create_app(settings)

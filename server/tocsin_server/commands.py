@@ -1,5 +1,5 @@
 """The server side's commands (``api-server``, ``standalone``, ``db``, ``token create``, ``key create``,
-``key rotate``), called by the ``tocsin`` command with the values of their flags.
+``key rotate``, and ``key signing …`` from ``signing_key_commands``), called by the ``tocsin`` command with the values of their flags.
 
 Each answers a configuration mistake with one line naming the variable and exit code 2. Imports stay inside the
 functions: ``tocsin db current`` loads no web framework, ``tocsin token create`` no database driver.
@@ -7,24 +7,44 @@ functions: ``tocsin db current`` loads no web framework, ``tocsin token create``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 from tocsin_server.config import ConfigError
+from tocsin_server.signing_key_commands import (
+    key_signing_add,
+    key_signing_list,
+    key_signing_promote,
+    key_signing_retire,
+)
 
 if TYPE_CHECKING:
     from tocsin_server.config import Settings
 
-__all__ = ["api_server", "db", "key_create", "key_rotate", "standalone", "token_create"]
+__all__ = [
+    "api_server",
+    "db",
+    "key_create",
+    "key_rotate",
+    "key_signing_add",
+    "key_signing_list",
+    "key_signing_promote",
+    "key_signing_retire",
+    "standalone",
+    "token_create",
+]
 
 _P = ParamSpec("_P")
 SELF_MODULE = "tocsin_cli"
 """The module that runs the ``tocsin`` command: the standalone starts its children through it."""
 _WEEK_S = 7 * 86400
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's own variable (not a tocsin setting): where worker processes keep their metrics."""
 
 
 def _reports_config_errors(command: str) -> Callable[[Callable[_P, int]], Callable[_P, int]]:
@@ -57,7 +77,7 @@ def configure_logs() -> None:
 def _issue(settings: Settings, scopes: list[str], ttl_s: int, subject: str) -> str:
     from tocsin_server.web.tokens import TokenAuthority  # noqa: PLC0415
 
-    authority = TokenAuthority(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    authority = TokenAuthority.for_settings(settings)
     return authority.issue(subject, scopes, ttl_s)
 
 
@@ -69,17 +89,46 @@ def _serve(settings: Settings) -> None:
     from tocsin_server.app import create_app  # noqa: PLC0415
 
     app: Any = create_app(settings) if settings.workers == 1 else "tocsin_server.asgi:create_from_env"
-    uvicorn.run(
-        app,
-        factory=settings.workers > 1,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="tocsin_server.web.http_limits:LimitedHttpToolsProtocol",  # httptools with the documented URL/header limits
-        access_log=False,  # one line per request is ours (web/request_log.py), with its id and operation
-        log_config=None,  # uvicorn's loggers propagate to the root handler that configure_logs set up
-    )
+    with _metrics_folder(settings.workers):
+        uvicorn.run(
+            app,
+            factory=settings.workers > 1,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            loop="uvloop",
+            http="tocsin_server.web.http_limits:LimitedHttpToolsProtocol",  # httptools with the documented limits
+            access_log=False,  # one line per request is ours (web/request_log.py), with its id and operation
+            log_config=None,  # uvicorn's loggers propagate to the root handler that configure_logs set up
+        )
+
+
+def _check_metrics_folder() -> None:
+    """A PROMETHEUS_MULTIPROC_DIR that is no folder would fail the first metric, a traceback: one line instead."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder is not None and not Path(folder).is_dir():
+        msg = f"{MULTIPROC_ENV}={folder} is not a folder: create it (empty) or unset it"
+        raise ConfigError(msg)
+
+
+@contextlib.contextmanager
+def _metrics_folder(workers: int) -> Iterator[None]:
+    """Several workers share their metrics through files (prometheus_client's multiprocess mode, tocsin_server.metrics):
+    unless the operator named a folder in PROMETHEUS_MULTIPROC_DIR, a private one lives as long as this command.
+    Set before the workers start, which read it when they first import prometheus_client."""
+    if workers == 1 or MULTIPROC_ENV in os.environ:
+        yield
+        return
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    folder = tempfile.mkdtemp(prefix="tocsin-metrics-")
+    os.environ[MULTIPROC_ENV] = folder
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @_reports_config_errors("api-server")
@@ -90,6 +139,7 @@ def api_server(*, host: str | None, port: int | None, workers: int | None) -> in
 
     configure_logs()
     settings = load_settings(host=host, port=port, workers=workers)
+    _check_metrics_folder()
     check_database(settings.database_url)  # a database mistake: one line, exit 2 (also with --workers > 1)
     _serve(settings)
     return 0
@@ -122,9 +172,16 @@ def _write_private(path: Path, text: str) -> None:
 
 @_reports_config_errors("standalone")
 def standalone(
-    *, host: str | None, port: int | None, capacity: int | None, token_file: Path, default_api_url: str
+    *,
+    host: str | None,
+    port: int | None,
+    capacity: int | None,
+    token_file: Path,
+    default_api_url: str,
+    metrics_port: int | None = None,
 ) -> int:
-    """The API server on SQLite (migrated) and one triggerer, as two supervised child processes stopped in order."""
+    """The API server on SQLite (migrated) and one triggerer, as two supervised child processes stopped in order.
+    ``metrics_port`` goes to the triggerer (its ``--metrics-port``); the API server serves its own ``/metrics``."""
     from tocsin_server import standalone as supervision  # noqa: PLC0415
     from tocsin_server.config import (  # noqa: PLC0415
         STANDALONE_SECRET_FILE,
@@ -142,8 +199,15 @@ def standalone(
     if not supervision.port_free(host, port):
         supervision.say(f"{host}:{port} is in use by another program; pick another port with --port")
         return 1
+    if metrics_port is not None and not 0 < metrics_port <= 65535:
+        msg = f"--metrics-port {metrics_port} is not a port (1-65535)"
+        raise ConfigError(msg)
+    if metrics_port is not None and not supervision.port_free("0.0.0.0", metrics_port):  # noqa: S104 - as the triggerer binds
+        supervision.say(f"port {metrics_port} is in use by another program; pick another with --metrics-port")
+        return 1
     secret, _ = resolve_secret(os.environ)
-    secret = secret or ensure_secret_file(Path(STANDALONE_SECRET_FILE))
+    if not where.jwt_keys_file:  # with a keyring (TOCSIN_JWT_KEYS_FILE), its keys sign and verify
+        secret = secret or ensure_secret_file(Path(STANDALONE_SECRET_FILE))
     settings = load_settings(
         {**os.environ, "TOCSIN_JWT_SECRET": secret}, host=host, port=port, standalone_capacity=capacity
     )
@@ -159,7 +223,10 @@ def standalone(
         token = _issue(settings, ["triggerer"], _WEEK_S, "standalone-triggerer")
         return {**env, "TOCSIN_API_URL": url, "TOCSIN_TOKEN": token}
 
-    triggerer = supervision.Child("the triggerer", [*command, "triggerer", "--capacity", str(capacity)], triggerer_env)
+    metrics_flag = [] if metrics_port is None else ["--metrics-port", str(metrics_port)]
+    triggerer = supervision.Child(
+        "the triggerer", [*command, "triggerer", "--capacity", str(capacity), *metrics_flag], triggerer_env
+    )
     server.start()
     if not supervision.wait_ready(url, server, stop):
         if not stop.count:

@@ -33,6 +33,11 @@ class Settings:
     """``iss`` claim of issued tokens, required on verification."""
     jwt_audience: Annotated[str, Env("TOCSIN_JWT_AUDIENCE")] = "tocsin"
     """``aud`` claim of issued tokens, required on verification."""
+    jwt_keys_file: Annotated[str, Env("TOCSIN_JWT_KEYS_FILE")] = ""
+    """The keyring file (``tocsin_server.signing_keys``): key ids → secrets, one signing; when set, the only source of
+    keys (``TOCSIN_JWT_SECRET`` and its file are not read)."""
+    jwt_keys_reload_s: Annotated[float, Env("TOCSIN_JWT_KEYS_RELOAD_S")] = 10.0
+    """A running server looks at the keyring file at most once per this many seconds and re-reads it if it changed."""
     max_body_bytes: Annotated[int, Env("TOCSIN_MAX_BODY_BYTES")] = 1_048_576
     """Largest request body accepted; larger ones get 413."""
     db_pool_size: Annotated[int, Env("TOCSIN_DB_POOL_SIZE")] = 10
@@ -74,6 +79,8 @@ class Settings:
     """Trigger log lines older than this are deleted."""
     retention_assignments_s: Annotated[float, Env("TOCSIN_RETENTION_ASSIGNMENTS_S")] = 86400.0
     """Assignment rows of a job that is not running and last beat longer ago than this are deleted."""
+    retention_changes_s: Annotated[float, Env("TOCSIN_RETENTION_CHANGES_S")] = 7 * 86400.0
+    """Task-instance change log entries (the watch feed's history) older than this are deleted."""
     allowed_deserialization_classes: Annotated[
         tuple[str, ...], Env("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", parse=parse_allowed)
     ] = ()
@@ -89,6 +96,8 @@ class Settings:
     """Server processes of ``api-server`` (``--workers``)."""
     standalone_capacity: Annotated[int, Env("TOCSIN_STANDALONE_CAPACITY")] = 10_000
     """The capacity of the triggerer ``standalone`` runs (``--capacity``)."""
+    otel: Annotated[bool, Env("TOCSIN_OTEL", parse=yes_or_no)] = False
+    """OpenTelemetry traces (the ``otel`` extra; exporter and service name from the standard ``OTEL_*`` variables)."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -104,7 +113,7 @@ class Settings:
             raise ConfigError(msg)
         if (problem := _database_url_problem(self.database_url)) is not None:
             raise ConfigError(f"TOCSIN_DATABASE_URL: {problem}")
-        if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        if not self.jwt_keys_file and len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
             msg = (
                 f"TOCSIN_JWT_SECRET (or TOCSIN_JWT_SECRET_FILE) must hold at least {MIN_SECRET_BYTES} bytes; "
                 "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
@@ -128,6 +137,7 @@ class Settings:
         for name in (
             "job_token_ttl_s",
             "ti_token_ttl_s",
+            "jwt_keys_reload_s",
             "cleanup_interval_s",
             "timeout_check_interval_s",
             "retention_interval_s",
@@ -235,13 +245,20 @@ def load_settings(
     """Read the settings from the environment (``overrides``: flags, which win when not None); raise ConfigError
     with a clear message when invalid."""
     env = os.environ if env is None else env
+    try:
+        settings = load(Settings, env, **overrides)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    if settings.jwt_keys_file:  # a keyring: the secrets are its keys, checked here so a mistake is one line at start
+        if require_secret:
+            from tocsin_server.signing_keys import read_keyring  # noqa: PLC0415 - it imports this module
+
+            read_keyring(Path(settings.jwt_keys_file))
+        return settings.validate()
     secret, source = resolve_secret(env)
     if require_secret:
         _check_secret(secret, source)
-    try:
-        settings = load(Settings, env, jwt_secret=secret, **overrides)
-    except SettingsError as exc:
-        raise ConfigError(str(exc)) from None
+    settings = settings.with_secret(secret)
     if not require_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
         settings = settings.with_secret("x" * MIN_SECRET_BYTES)  # only for commands that sign nothing
     return settings.validate()

@@ -31,6 +31,7 @@ def retention_settings(settings: Settings) -> Settings:
         retention_asset_events_s=WINDOW_S,
         retention_logs_s=WINDOW_S,
         retention_assignments_s=WINDOW_S,
+        retention_changes_s=WINDOW_S,
     )
 
 
@@ -115,6 +116,20 @@ async def _seed(sessions: async_sessionmaker[AsyncSession]) -> None:
                 for version in (1, 2)
             ],
         )
+        change = {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1, "try_number": 1, "reason": "deferred"}
+        await session.execute(
+            insert(m.TaskInstanceChange),
+            [
+                {
+                    **change,
+                    "task_instance_id": uuid.uuid4(),
+                    "previous_state": "running",
+                    "state": "deferred",
+                    "changed_at": at,
+                }
+                for at in (old, old, young)
+            ],
+        )
 
 
 async def _left(sessions: async_sessionmaker[AsyncSession]) -> dict[str, object]:
@@ -124,6 +139,7 @@ async def _left(sessions: async_sessionmaker[AsyncSession]) -> dict[str, object]
             "asset_events": sorted(await session.scalars(select(m.AssetEvent.event_id))),
             "logs": list(await session.scalars(select(func.count()).select_from(m.TriggerLog))),
             "assignments": sorted(set(await session.scalars(select(m.TriggerAssignment.job_id)))),
+            "changes": list(await session.scalars(select(func.count()).select_from(m.TaskInstanceChange))),
         }
 
 
@@ -133,12 +149,19 @@ async def test_old_rows_go_young_and_needed_rows_stay(
     await _seed(sessions)
     swept = await run_retention(sessions, retention_settings)
     assert swept is not None
-    assert (swept.trigger_events, swept.asset_events, swept.trigger_logs, swept.assignments) == (2, 2, 3, 4)
+    assert (swept.trigger_events, swept.asset_events, swept.trigger_logs, swept.assignments, swept.changes) == (
+        2,
+        2,
+        3,
+        4,
+        2,
+    )
     assert await _left(sessions) == {
         "events": ["needed", "young"],
         "asset_events": ["e2"],
         "logs": [1],
         "assignments": [1, 3],
+        "changes": [1],
     }
     # Once per interval server-wide: a second replica (or round) within the interval does nothing.
     assert await run_retention(sessions, retention_settings) is None
@@ -156,8 +179,8 @@ async def test_deletes_in_batches(sessions: async_sessionmaker[AsyncSession], re
         )
     swept = await sweep(sessions, replace(retention_settings, retention_batch_size=2))
     assert swept.trigger_logs == 5
-    # Logs take 2 + 2 + 1; each of the three other (empty) kinds takes one batch that finds nothing.
-    assert swept.batches == 3 + 3
+    # Logs take 2 + 2 + 1; each of the four other (empty) kinds takes one batch that finds nothing.
+    assert swept.batches == 3 + 4
     assert (await _left(sessions))["logs"] == [0]
 
 

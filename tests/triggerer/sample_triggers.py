@@ -155,3 +155,17 @@ class ReadsVariableLater(_Simple):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         await asyncio.sleep(self.kwargs.get("delay", 0.0))
         yield TriggerEvent(await self.context.get_variable(self.kwargs["key"]))
+
+
+class ReadsVariableUntil(_Simple):
+    """Reads a variable every ``every`` seconds with its task-instance token until it holds ``"stop"``; fires with
+    the number of reads. Its token is refreshed through the response header as it goes."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        reads = 0
+        while True:
+            reads += 1
+            if await self.context.get_variable(self.kwargs["key"]) == "stop":
+                yield TriggerEvent(reads)
+                return
+            await asyncio.sleep(self.kwargs.get("every", 0.1))

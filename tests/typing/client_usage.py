@@ -35,6 +35,14 @@ def sync_calls(client: Client, ti_id: UUID) -> None:
     client.list_task_instances(state="deferred")  # type: ignore[arg-type]
     client.list_task_instances(limit="10")  # type: ignore[arg-type]
 
+    # The operator filters (2027-01-01): enums and integers, typed the same way.
+    triggers = client.list_triggers(state=models.TriggerState.orphaned, job_id=3, classpath="x.Y")
+    assert_type(triggers.triggers[0].last_error, models.TriggerError | None)
+    client.list_triggers(state="orphaned")  # type: ignore[arg-type]
+    client.list_jobs(state=models.JobStateName.running, alive=True)
+    assert_type(client.get_task_instance_logs(ti_id, after=10).lines[0].id, int)
+    client.get_task_instance_logs(ti_id, after="10")  # type: ignore[arg-type]
+
     # Path parameters and bodies are positional and typed.
     assert_type(client.get_task_instance(ti_id), models.TaskInstance)
     client.get_task_instance(str(ti_id))  # type: ignore[arg-type]

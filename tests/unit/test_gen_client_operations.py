@@ -121,6 +121,7 @@ def test__generated_calls__require_what_the_spec_requires(source: str, fixture_m
     [call] = client.calls
     assert call["method"] == "PUT"
     assert call["path"] == "/things/7"
+    assert call["operation"] == "putThing"
     assert call["params"]["owner"] == "ann"
     assert call["params"]["colour"] is fixture_models.Colour.red
     assert call["params"]["limit"] is None  # absent: the server's default (100) applies

@@ -19,8 +19,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import structlog
@@ -44,6 +45,9 @@ from tocsin_client.triggerer._backoff import backoff_delay
 from tocsin_client.triggerer._frames import EventOut, FailureOut
 from tocsin_client.triggerer._stats import Stats
 
+if TYPE_CHECKING:
+    from tocsin_client._tracing import TriggererTracing
+
 __all__ = ["Outbox"]
 
 _log = logging.getLogger("tocsin.triggerer")
@@ -59,6 +63,7 @@ class _Item:
     lease: int = 0  # the outbox's lease when queued
     attempts: int = 0
     single: bool = False  # a bulk request refused as a whole: send this one alone
+    fire: Any = None  # the trace context of the event's fire, when tracing is on
 
 
 def _event_fields(event: EventOut) -> dict[str, Any]:
@@ -83,6 +88,7 @@ class Outbox:
         concurrency: Items in flight at once.
         retry_base_s: First retry delay.
         retry_max_s: Longest retry delay.
+        tracing: The triggerer's tracing when ``TOCSIN_OTEL`` is on: each event's delivery joins its fire's trace.
     """
 
     def __init__(
@@ -94,8 +100,10 @@ class Outbox:
         concurrency: int = 32,
         retry_base_s: float = 0.25,
         retry_max_s: float = 5.0,
+        tracing: TriggererTracing | None = None,
     ) -> None:
         self._client = client
+        self._tracing = tracing
         self._stats = stats
         self._on_conflict = on_conflict
         self.lease = 0
@@ -114,7 +122,8 @@ class Outbox:
 
     def put_event(self, event: EventOut) -> None:
         """Queue a fired event."""
-        self._push(_Item(event.trigger_id, event=event, lease=self.lease))
+        fire = self._tracing.fired(event) if self._tracing is not None else None
+        self._push(_Item(event.trigger_id, event=event, lease=self.lease, fire=fire))
 
     def put_failure(self, failure: FailureOut) -> None:
         """Queue a trigger failure."""
@@ -170,11 +179,13 @@ class Outbox:
                     break
                 items.append(self._ready.popleft())
             self._in_flight += len(items)
+            traced = self._tracing.delivering([item.fire for item in items]) if self._tracing else nullcontext()
             try:
-                if bulk:
-                    await self._deliver_bulk(items)
-                else:
-                    await self._deliver(items[0])
+                with traced:
+                    if bulk:
+                        await self._deliver_bulk(items)
+                    else:
+                        await self._deliver(items[0])
             finally:
                 self._in_flight -= len(items)
                 self._check_idle()

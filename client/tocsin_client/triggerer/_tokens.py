@@ -37,12 +37,14 @@ class TriggerClient(AsyncClient):
         method: str,
         path: str,
         *,
+        operation: str,
         expected: int,
         params: dict[str, Any],
         body: object | None,
         response_type: type[Any] | None,
     ) -> Any:
         arguments: dict[str, Any] = {
+            "operation": operation,
             "expected": expected,
             "params": params,
             "body": body,

@@ -8,6 +8,7 @@ import socket
 from collections.abc import Mapping
 from typing import Annotated, Final
 
+from tocsin_wire.otel import MISSING_EXTRA, otel_installed
 from tocsin_wire.settings import Env, SettingsError, load, yes_or_no
 
 from tocsin_client import serde
@@ -16,6 +17,8 @@ __all__ = ["BUILTIN_ALLOWED", "ConfigError", "TriggererConfig"]
 
 BUILTIN_ALLOWED: Final = ("tocsin_client.*",)
 _HOSTNAME: Final = re.compile(r"[^A-Za-z0-9.\-]")
+_OTEL_MODULES: Final = ("opentelemetry.sdk", "opentelemetry.distro", "opentelemetry.instrumentation.httpx")
+"""What ``tocsin_client._tracing`` imports from the ``otel`` extra."""
 
 
 class ConfigError(ValueError):
@@ -68,6 +71,8 @@ class TriggererConfig:
     exit_on_lost_lease: Annotated[bool, Env("TOCSIN_TRIGGERER_EXIT_ON_LOST_LEASE", parse=yes_or_no)] = False
     """When the server says the job's lease ended (409): exit with code 3 instead of registering a new job and
     carrying on (for process managers that prefer to restart it)."""
+    otel: Annotated[bool, Env("TOCSIN_OTEL", parse=yes_or_no)] = False
+    """OpenTelemetry traces of the API calls (the ``otel`` extra; exporter from the standard ``OTEL_*`` variables)."""
     hostname: str = dataclasses.field(default_factory=_hostname)
     """Sent at registration."""
 
@@ -98,6 +103,8 @@ class TriggererConfig:
             problems.append("grace_period_s and runner_health_threshold_s must not be negative")
         if problems:
             raise ConfigError("; ".join(problems))
+        if self.otel and not otel_installed(_OTEL_MODULES):
+            raise ConfigError(MISSING_EXTRA)
         return self
 
     @classmethod

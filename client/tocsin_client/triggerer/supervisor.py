@@ -56,12 +56,22 @@ from tocsin_client.triggerer._stats import Stats
 
 if TYPE_CHECKING:
     from tocsin_client._http import httpx
+    from tocsin_client._tracing import TriggererTracing
     from tocsin_client.generated.models import JobRegistration
     from tocsin_client.triggerer.config import TriggererConfig
 
 __all__ = ["EXIT_CRASHED", "EXIT_FENCED", "EXIT_OK", "EXIT_REFUSED", "Triggerer"]
 
 _log = logging.getLogger("tocsin.triggerer")
+
+
+def _tracing(client: AsyncClient) -> TriggererTracing:
+    """Spans for the job's calls and its triggers' fires (``TOCSIN_OTEL``); OpenTelemetry is loaded only here."""
+    from tocsin_client._tracing import TriggererTracing  # noqa: PLC0415
+
+    tracing = TriggererTracing()
+    tracing.instrument(client)
+    return tracing
 
 
 class Triggerer:
@@ -77,6 +87,7 @@ class Triggerer:
         self.stats = Stats()
         # The API version is the one the client was generated for: the triggerer speaks exactly that one.
         self._client = AsyncClient(config.api_url, token=config.token, transport=transport)
+        tracing = _tracing(self._client) if config.otel else None
         self._stop = asyncio.Event()
         self._registry = Registry(config.runners)
         self._pool = RunnerPool(
@@ -92,6 +103,7 @@ class Triggerer:
             concurrency=config.delivery_concurrency,
             retry_base_s=config.retry_base_s,
             retry_max_s=config.retry_max_s,
+            tracing=tracing,
         )
         self._logs = LogShipper(log_sender(self._client), self.stats, capacity=config.log_buffer_lines)
         self._duties = Duties()

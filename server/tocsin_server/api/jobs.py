@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Router, get, post
 from litestar.datastructures import State
-from litestar.params import JSONBody, PathParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from tocsin_server.api._common import (
     ADMIN,
@@ -19,8 +19,9 @@ from tocsin_server.api._common import (
     Limit,
     Offset,
     problems,
+    strict_query,
 )
-from tocsin_server.generated.models import Heartbeat, JobList, JobRegistration, JobRegistrationBody
+from tocsin_server.generated.models import Heartbeat, JobList, JobRegistration, JobRegistrationBody, JobStateName
 from tocsin_server.services import jobs
 from tocsin_server.web.auth import job_id_of
 from tocsin_server.web.raw_body import json_body
@@ -28,10 +29,25 @@ from tocsin_server.web.raw_body import json_body
 JobId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 
 
-@get("/api/v1/jobs", operation_id="listJobs", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
-async def list_jobs(state: State, db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> JobList:
+@get(
+    "/api/v1/jobs",
+    operation_id="listJobs",
+    tags=["admin"],
+    guards=[ADMIN, strict_query("state", "alive")],
+    responses=problems(*AUTHED),
+)
+async def list_jobs(
+    state: State,
+    db_session: DbSession,
+    job_state: Annotated[JobStateName | None, QueryParameter(name="state")] = None,
+    alive: Annotated[bool | None, QueryParameter()] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> JobList:
     threshold = state.settings.liveness_threshold_s
-    return await jobs.list_jobs(db_session, liveness_threshold_s=threshold, limit=limit, offset=offset)
+    return await jobs.list_jobs(
+        db_session, liveness_threshold_s=threshold, limit=limit, offset=offset, state=job_state, alive=alive
+    )
 
 
 @post(

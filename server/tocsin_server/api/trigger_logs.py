@@ -14,6 +14,7 @@ from tocsin_server.api._common import (
     ADMIN,
     AUTHED,
     JOB,
+    MAX_ID,
     WITH_BODY,
     DbSession,
     Limit,
@@ -57,17 +58,18 @@ async def ship_trigger_logs(
     "/api/v1/task-instances/{task_instance_id:uuid}/logs",
     operation_id="getTaskInstanceLogs",
     tags=["admin"],
-    guards=[ADMIN, strict_query("try_number")],
+    guards=[ADMIN, strict_query("try_number", "after")],
     responses=problems(*AUTHED, 404),
 )
 async def get_task_instance_logs(
     db_session: DbSession,
     task_instance_id: Annotated[UUID, PathParameter()],
     try_number: Annotated[int | None, QueryParameter(ge=0, le=1000)] = None,
+    after: Annotated[int | None, QueryParameter(ge=0, le=MAX_ID)] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> TriggerLogList:
-    return await trigger_logs.read(db_session, task_instance_id, try_number, limit=limit, offset=offset)
+    return await trigger_logs.read(db_session, task_instance_id, try_number, after=after, limit=limit, offset=offset)
 
 
 router = Router("/", route_handlers=[ship_trigger_logs, get_task_instance_logs])

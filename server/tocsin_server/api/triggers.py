@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Router, get, post
 from litestar.datastructures import State
-from litestar.params import JSONBody, PathParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET
 
 from tocsin_server.api._common import (
@@ -19,6 +19,7 @@ from tocsin_server.api._common import (
     Limit,
     Offset,
     problems,
+    strict_query,
 )
 from tocsin_server.generated.models import (
     CleanupResult,
@@ -33,6 +34,7 @@ from tocsin_server.generated.models import (
     TriggerList,
     TriggerLoad,
     TriggerLoadBody,
+    TriggerState,
     Workloads,
     WorkloadsBody,
 )
@@ -67,9 +69,27 @@ def _limits(state: State) -> events.EventLimits:
     )
 
 
-@get("/api/v1/triggers", operation_id="listTriggers", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
-async def list_triggers(db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> TriggerList:
-    return await triggers.list_triggers(db_session, limit=limit, offset=offset)
+@get(
+    "/api/v1/triggers",
+    operation_id="listTriggers",
+    tags=["admin"],
+    guards=[ADMIN, strict_query("state", "job_id", "classpath")],
+    responses=problems(*AUTHED),
+)
+async def list_triggers(
+    state: State,
+    db_session: DbSession,
+    trigger_state: Annotated[TriggerState | None, QueryParameter(name="state")] = None,
+    job_id: Annotated[int | None, QueryParameter(ge=1, le=MAX_ID)] = None,
+    classpath: Annotated[str | None, QueryParameter(min_length=1, max_length=1000, pattern=r"^[^\u0000]*$")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> TriggerList:
+    wanted = triggers.TriggerFilter(state=trigger_state, job_id=job_id, classpath=classpath)
+    threshold = state.settings.liveness_threshold_s
+    return await triggers.list_triggers(
+        db_session, limit=limit, offset=offset, liveness_threshold_s=threshold, wanted=wanted
+    )
 
 
 @post(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -40,6 +42,13 @@ def sqlite_open_only(database_url: str) -> str:
     return opened.render_as_string(hide_password=False)
 
 
+def application_name() -> str:
+    """How this server process names itself to PostgreSQL (``pg_stat_activity.application_name``), so an operator
+    sees which replica and process holds a connection or a lock. Read per engine: each uvicorn worker is a process
+    of its own. PostgreSQL keeps 63 bytes of it."""
+    return f"tocsin-api-server {os.getpid()}@{socket.gethostname()}"[:63]
+
+
 def create_write_engine(settings: Settings) -> AsyncEngine:
     """The ORM engine. On SQLite every transaction is ``BEGIN IMMEDIATE``: writers queue on the database
     lock up front instead of failing when a read lock cannot be upgraded (SQLAlchemy's documented recipe)."""
@@ -63,6 +72,7 @@ def create_write_engine(settings: Settings) -> AsyncEngine:
         # A write after the database dropped its connections (restart, failover) must not be a 500: a
         # checkout pings first. Writes are not the hot path; the reads keep their own connections.
         pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": application_name()}},
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -24,10 +25,17 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
     assert head is not None
     return head
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every revision this release ships; one the database has beyond these comes from a newer release."""
+    return frozenset(script.revision for script in ScriptDirectory.from_config(alembic_config("")).walk_revisions())
 
 
 def _in_thread(fn: object) -> None:

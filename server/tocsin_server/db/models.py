@@ -252,7 +252,38 @@ class TriggerLog(Base):
     extra: Mapped[str | None] = mapped_column(Text)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
 
+    # The admin trigger list shows each trigger's newest error line: a partial index holds only those lines.
     __table_args__ = (
         Index("ix_trigger_log_task_instance", "task_instance_id", "try_number", "id"),
         Index("ix_trigger_log_timestamp", "timestamp"),
+        Index(
+            "ix_trigger_log_trigger_errors",
+            "trigger_id",
+            "id",
+            postgresql_where=text("level IN ('error', 'critical')"),
+            sqlite_where=text("level IN ('error', 'critical')"),
+        ),
     )
+
+
+class TaskInstanceChange(Base):
+    """One task-instance state change, written in the same transaction as the change. ``version`` increases in
+    commit order (see services/changes.py for how that holds on PostgreSQL), so a reader that resumes after a
+    version sees every later change exactly once. AUTOINCREMENT on SQLite: a version is never reused, even
+    after retention deleted the newest rows."""
+
+    __tablename__ = "task_instance_change"
+
+    version: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    task_instance_id: Mapped[uuid.UUID] = mapped_column(STORED_UUID)
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    task_id: Mapped[str] = mapped_column(String(250))
+    map_index: Mapped[int] = mapped_column(Integer)
+    try_number: Mapped[int] = mapped_column(Integer)
+    previous_state: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(20))
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index("ix_task_instance_change_changed_at", "changed_at"), {"sqlite_autoincrement": True})

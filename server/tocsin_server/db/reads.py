@@ -82,8 +82,9 @@ class AsyncpgReads:
     use, so a half-finished protocol exchange is never handed to another request.
     """
 
-    def __init__(self, dsn: str, size: int) -> None:
+    def __init__(self, dsn: str, size: int, *, application_name: str = "") -> None:
         self._dsn = dsn
+        self._server_settings = {"application_name": application_name} if application_name else {}
         self._idle: asyncio.Queue[asyncpg.Connection[Any] | None] = asyncio.Queue()
         for _ in range(size):
             self._idle.put_nowait(None)  # opened on first use
@@ -103,7 +104,7 @@ class AsyncpgReads:
     async def _connect(self) -> asyncpg.Connection[Any]:
         import asyncpg  # noqa: PLC0415 - the PostgreSQL extra is optional
 
-        connection: asyncpg.Connection[Any] = await asyncpg.connect(self._dsn)
+        connection: asyncpg.Connection[Any] = await asyncpg.connect(self._dsn, server_settings=self._server_settings)
         self._open.add(connection)
         return connection
 
@@ -171,6 +172,11 @@ class EngineReads:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The read engine (for its tracing instrumentation)."""
+        return self._engine
+
     async def start(self) -> None:
         return None
 
@@ -188,8 +194,10 @@ class EngineReads:
 
 def create_reads(settings: Settings) -> Reads:
     if settings.is_postgres:
+        from tocsin_server.db.engine import application_name  # noqa: PLC0415
+
         dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-        return AsyncpgReads(dsn, settings.db_pool_size)
+        return AsyncpgReads(dsn, settings.db_pool_size, application_name=application_name())
     from tocsin_server.db.engine import create_read_engine  # noqa: PLC0415
 
     return EngineReads(create_read_engine(settings))

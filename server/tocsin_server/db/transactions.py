@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    """Sessions of their own class, so hooks the services attach to it (the change log) stay on this engine's."""
+    session_class = type("TocsinSession", (Session,), {})
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=session_class)
 
 
 def create_write_gate(*, sqlite: bool) -> AbstractAsyncContextManager[object]:

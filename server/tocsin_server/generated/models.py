@@ -622,6 +622,14 @@ class Job(Struct, kw_only=True):
         datetime,
         Meta(description="The last heartbeat.", examples=["2026-11-28T10:05:00Z"]),
     ]
+    heartbeat_age_s: Annotated[
+        float,
+        Meta(
+            description="Seconds since the last heartbeat, by the server's clock. Added in 2027-01-01.",
+            examples=[1.5],
+            ge=0.0,
+        ),
+    ]
     alive: Annotated[
         bool,
         Meta(
@@ -636,7 +644,41 @@ class Job(Struct, kw_only=True):
 
 class JobList(Struct, kw_only=True):
     jobs: Annotated[list[Job], Meta(description="The jobs.")]
-    total: Annotated[int, Meta(description="How many jobs exist.", examples=[1], ge=0)]
+    total: Annotated[
+        int, Meta(description="How many jobs match the filters.", examples=[1], ge=0)
+    ]
+
+
+class TriggerState(StrEnum):
+    unassigned = "unassigned"
+    assigned = "assigned"
+    orphaned = "orphaned"
+
+
+class TriggerError(Struct, kw_only=True):
+    timestamp: Annotated[
+        datetime,
+        Meta(
+            description="When the line was written.", examples=["2026-11-28T10:00:01Z"]
+        ),
+    ]
+    level: Annotated[
+        str, Meta(description="The level (`error` or `critical`).", examples=["error"])
+    ]
+    event: Annotated[
+        str,
+        Meta(description="The message.", examples=["poll failed: connection refused"]),
+    ]
+    task_instance_id: (
+        Annotated[
+            UUID,
+            Meta(
+                description="The task instance the line was written for, if any.",
+                examples=["0193a1de-4f6b-7c2e-9f1a-2b3c4d5e6f70"],
+            ),
+        ]
+        | None
+    )
 
 
 class Trigger(Struct, kw_only=True):
@@ -655,6 +697,15 @@ class Trigger(Struct, kw_only=True):
             examples=["2026-11-28T10:00:00Z"],
         ),
     ]
+    age_s: Annotated[
+        float,
+        Meta(
+            description="Seconds since the trigger was created, by the server's clock. Added in 2027-01-01.",
+            examples=[42.0],
+            ge=0.0,
+        ),
+    ]
+    state: TriggerState
     triggerer_id: (
         Annotated[
             int, Meta(description="The job holding the trigger, if any.", examples=[3])
@@ -674,12 +725,22 @@ class Trigger(Struct, kw_only=True):
             description="How many asset watchers use the trigger.", examples=[0], ge=0
         ),
     ]
+    last_error: (
+        Annotated[
+            TriggerError,
+            Meta(
+                description="The newest error or critical line the trigger logged, or null. Added in 2027-01-01."
+            ),
+        ]
+        | None
+    )
 
 
 class TriggerList(Struct, kw_only=True):
     triggers: Annotated[list[Trigger], Meta(description="The triggers.")]
     total: Annotated[
-        int, Meta(description="How many triggers exist.", examples=[1], ge=0)
+        int,
+        Meta(description="How many triggers match the filters.", examples=[1], ge=0),
     ]
 
 
@@ -1136,6 +1197,14 @@ class TriggerLogResult(Struct, kw_only=True):
 
 
 class StoredTriggerLogLine(Struct, kw_only=True):
+    id: Annotated[
+        int,
+        Meta(
+            description="The line's id, increasing in the order lines were stored; the cursor `after` takes it. Added in 2027-01-01.",
+            examples=[101],
+            ge=1,
+        ),
+    ]
     trigger_id: Annotated[
         int, Meta(description="The trigger that wrote the line.", examples=[17])
     ]
@@ -1176,7 +1245,14 @@ class StoredTriggerLogLine(Struct, kw_only=True):
 
 class TriggerLogList(Struct, kw_only=True):
     lines: Annotated[list[StoredTriggerLogLine], Meta(description="The lines.")]
-    total: Annotated[int, Meta(description="How many lines match.", examples=[1], ge=0)]
+    total: Annotated[
+        int,
+        Meta(
+            description="How many lines match (the cursor `after` included).",
+            examples=[1],
+            ge=0,
+        ),
+    ]
 
 
 class AssetWatcherBody(Struct, kw_only=True):
@@ -1370,7 +1446,15 @@ class Problem(Struct, kw_only=True):
             list[str],
             Meta(
                 description="The API versions this server supports (on an unknown-version error).",
-                examples=[["2026-06-01", "2026-11-01", "2026-12-01", "2026-12-15"]],
+                examples=[
+                    [
+                        "2026-06-01",
+                        "2026-11-01",
+                        "2026-12-01",
+                        "2026-12-15",
+                        "2027-01-01",
+                    ]
+                ],
             ),
         ]
         | UnsetType

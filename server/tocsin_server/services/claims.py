@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, insert, select, update
 
+from tocsin_server import metrics
 from tocsin_server.db import models as m
 from tocsin_server.errors import ConflictError, ForbiddenError
 from tocsin_server.services import jobs
@@ -97,6 +98,7 @@ async def load(
         job.assignment_version += 1
         job.held_count += len(claimed)
         await record_changes(session, job_id, job.assignment_version, claimed, added=True)
+        metrics.count_on_commit(session, metrics.TRIGGERS_CLAIMED, len(claimed))
 
     version = format_version(job_id, job.assignment_version)
     known = parse_version(known_version, job_id)

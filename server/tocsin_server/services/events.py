@@ -19,6 +19,7 @@ import msgspec
 from sqlalchemy import insert, select, tuple_, update
 from tocsin_wire import serde
 
+from tocsin_server import metrics
 from tocsin_server.db import models as m
 from tocsin_server.errors import ConflictError, InvalidError, NotFoundError, ServiceError, TooLargeError
 from tocsin_server.generated.models import TaskInstanceStateName
@@ -54,9 +55,6 @@ TERMINAL_STATE: Final = {
     EventType.task_failed: S.failed,
     EventType.task_skipped: S.skipped,
 }
-
-REFUSED_ASSET_EVENTS: dict[str, int] = {"count": 0}
-"""Asset events refused because their payload named a class outside the allowlist (or did not decode)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +118,19 @@ async def submit_events(
     session: AsyncSession, job_id: int, events: Sequence[IncomingEvent], limits: EventLimits
 ) -> list[EventOutcome]:
     """Apply ``events`` for ``job_id``; one outcome per event, in order. A failed item changes nothing."""
+    outcomes = await _submit(session, job_id, events, limits)
+    refused = sum(1 for o in outcomes if o.error is not None)
+    duplicates = sum(1 for o in outcomes if o.error is None and o.duplicate)
+    # A refusal is an answer, counted now (the request may roll back because of it); the others once committed.
+    metrics.EVENTS_REFUSED.inc(refused)
+    metrics.count_on_commit(session, metrics.EVENTS_DUPLICATE, duplicates)
+    metrics.count_on_commit(session, metrics.EVENTS_APPLIED, len(outcomes) - refused - duplicates)
+    return outcomes
+
+
+async def _submit(
+    session: AsyncSession, job_id: int, events: Sequence[IncomingEvent], limits: EventLimits
+) -> list[EventOutcome]:
     outcomes = [EventOutcome(e.trigger_id, e.event_id) for e in events]
     xcoms_of: dict[int, dict[str, msgspec.Raw]] = {}
     pending: list[int] = []
@@ -309,7 +320,7 @@ async def _apply_to_watcher(
     try:
         serde.deserialize(msgspec.json.decode(event.payload), allowed=limits.allowed_classes)
     except Exception as exc:  # noqa: BLE001 - whatever an allowed class raises fails this watcher's event alone
-        REFUSED_ASSET_EVENTS["count"] += 1
+        metrics.count_on_commit(session, metrics.ASSET_EVENTS_REFUSED)
         reason = f"{type(exc).__name__}: {exc}"[:2000]
         _log.warning(
             "asset watcher %s refused event %s of trigger %s: %s", watcher.id, event.event_id, event.trigger_id, reason

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, not_, select, update
 
+from tocsin_server import metrics
 from tocsin_server.db import models as m
 from tocsin_server.errors import ConflictError, ForbiddenError, NotFoundError
 from tocsin_server.generated.models import Job, JobList, JobRegistrationBody, JobStateName, JobType
@@ -21,6 +22,7 @@ from tocsin_server.services._time import utcnow
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from sqlalchemy import ColumnElement
     from sqlalchemy.ext.asyncio import AsyncSession
 
 RUNNING = JobStateName.running.value
@@ -142,14 +144,37 @@ async def reap_dead(session: AsyncSession, *, liveness_threshold_s: float) -> li
             .values(state=JobStateName.failed.value, end_date=utcnow(), held_count=0)
         )
         await _release(session, job_ids)
+        metrics.count_on_commit(session, metrics.JOBS_REAPED, len(job_ids))
     return job_ids
 
 
-async def list_jobs(session: AsyncSession, *, liveness_threshold_s: float, limit: int, offset: int) -> JobList:
-    held = select(func.count(m.Trigger.id)).where(m.Trigger.triggerer_id == m.Job.id).correlate(m.Job).scalar_subquery()
-    total = await session.scalar(select(func.count()).select_from(m.Job))
-    rows = await session.execute(select(m.Job, held).order_by(m.Job.id.desc()).limit(limit).offset(offset))
+def alive_clause(*, now: datetime, liveness_threshold_s: float) -> ColumnElement[bool]:
+    """``is_alive`` as SQL: running, and a heartbeat within the threshold."""
+    return and_(m.Job.state == RUNNING, m.Job.latest_heartbeat > now - timedelta(seconds=liveness_threshold_s))
+
+
+async def list_jobs(
+    session: AsyncSession,
+    *,
+    liveness_threshold_s: float,
+    limit: int,
+    offset: int,
+    state: JobStateName | None = None,
+    alive: bool | None = None,
+) -> JobList:
+    """A page of jobs, newest first; ``state`` and ``alive`` filter (None: every job)."""
     now = utcnow()
+    conditions: list[ColumnElement[bool]] = []
+    if state is not None:
+        conditions.append(m.Job.state == state.value)
+    if alive is not None:
+        live = alive_clause(now=now, liveness_threshold_s=liveness_threshold_s)
+        conditions.append(live if alive else not_(live))
+    held = select(func.count(m.Trigger.id)).where(m.Trigger.triggerer_id == m.Job.id).correlate(m.Job).scalar_subquery()
+    total = await session.scalar(select(func.count()).select_from(m.Job).where(*conditions))
+    rows = await session.execute(
+        select(m.Job, held).where(*conditions).order_by(m.Job.id.desc()).limit(limit).offset(offset)
+    )
     return JobList(
         jobs=[
             Job(
@@ -162,6 +187,7 @@ async def list_jobs(session: AsyncSession, *, liveness_threshold_s: float, limit
                 start_date=job.start_date,
                 end_date=job.end_date,
                 latest_heartbeat=job.latest_heartbeat,
+                heartbeat_age_s=max(0.0, (now - job.latest_heartbeat).total_seconds()),
                 alive=is_alive(job, now=now, liveness_threshold_s=liveness_threshold_s),
                 trigger_count=count,
             )

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from tocsin_server import metrics
 from tocsin_server.db import models as m
 from tocsin_server.generated.models import TaskInstanceStateName
-from tocsin_server.services import jobs, retention
+from tocsin_server.services import changes, jobs, retention
 from tocsin_server.services._time import utcnow
 from tocsin_server.services.claims import record_changes
 from tocsin_server.services.events import FAIL_METHOD, fail_kwargs
@@ -41,6 +42,13 @@ _SWEEP_BATCH: Final = 1000
 
 async def claim_duty(session: AsyncSession, name: str, interval_s: float) -> bool:
     """True when this caller should run ``name`` now: nobody is running it and it last ran ``interval_s`` ago."""
+    won = await _claim_duty(session, name, interval_s)
+    if won:
+        metrics.count_on_commit(session, metrics.DUTY_RUNS.labels(name))
+    return won
+
+
+async def _claim_duty(session: AsyncSession, name: str, interval_s: float) -> bool:
     now = utcnow()
     row = await session.scalar(select(m.ServerDuty).where(m.ServerDuty.name == name).with_for_update(skip_locked=True))
     if row is None:
@@ -103,6 +111,19 @@ async def cleanup(session: AsyncSession, *, interval_s: float) -> tuple[bool, in
     return True, len(deleted)
 
 
+DEFERRED: Final = TaskInstanceStateName.deferred.value
+SCHEDULED: Final = TaskInstanceStateName.scheduled.value
+# What the change log records of each task instance a bulk UPDATE changed (the ORM sees no objects there).
+_CHANGE_KEY: Final = (
+    m.TaskInstance.id,
+    m.TaskInstance.dag_id,
+    m.TaskInstance.run_id,
+    m.TaskInstance.task_id,
+    m.TaskInstance.map_index,
+    m.TaskInstance.try_number,
+)
+
+
 async def fail_timed_out(session: AsyncSession) -> int:
     """Schedule deferred task instances whose trigger_timeout passed with ``__fail__`` ("trigger timeout")."""
     now = utcnow()
@@ -132,9 +153,13 @@ async def fail_timed_out(session: AsyncSession) -> int:
                 trigger_timeout=None,
                 updated_at=now,
             )
+            .returning(*_CHANGE_KEY)
             .execution_options(synchronize_session=False)
         )
-        total += int(result.rowcount)  # type: ignore[attr-defined]
+        timed_out = result.all()
+        changes.record(session, timed_out, previous=DEFERRED, state=SCHEDULED, reason=changes.Reason.timed_out)
+        metrics.count_on_commit(session, metrics.TIMEOUTS, len(timed_out))
+        total += len(timed_out)
         if len(ids) < _SWEEP_BATCH:
             return total
 

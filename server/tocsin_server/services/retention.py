@@ -1,4 +1,5 @@
-"""Retention: deleting old trigger events, asset events, trigger logs and assignment rows, in small batches.
+"""Retention: deleting old trigger events, asset events, trigger logs, assignment rows and task-instance changes,
+in small batches.
 
 Each batch is one short transaction that deletes at most ``batch_size`` rows chosen by a ``LIMIT`` subquery;
 on PostgreSQL the subquery locks with ``FOR UPDATE SKIP LOCKED``, so two replicas sweeping at once (or a
@@ -47,11 +48,12 @@ class Swept:
     asset_events: int = 0
     trigger_logs: int = 0
     assignments: int = 0
+    changes: int = 0
     batches: int = 0
 
     @property
     def total(self) -> int:
-        return self.trigger_events + self.asset_events + self.trigger_logs + self.assignments
+        return self.trigger_events + self.asset_events + self.trigger_logs + self.assignments + self.changes
 
 
 def _conditions(settings: Settings) -> dict[str, tuple[type[m.Base], ColumnElement[bool]]]:
@@ -81,6 +83,10 @@ def _conditions(settings: Settings) -> dict[str, tuple[type[m.Base], ColumnEleme
         ),
         # No time column: a row outlives its job's last heartbeat by the window, and never a running job.
         "assignments": (m.TriggerAssignment, ~job_running & ~job_recent),
+        "changes": (
+            m.TaskInstanceChange,
+            m.TaskInstanceChange.changed_at < now - timedelta(seconds=settings.retention_changes_s),
+        ),
     }
 
 

@@ -6,7 +6,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from msgspec import UNSET
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 
 from tocsin_server.db import models as m
 from tocsin_server.errors import ForbiddenError
@@ -28,6 +28,25 @@ def _cut(text: str, limit: int) -> tuple[str, bool]:
     marker = f" ...[cut at TOCSIN_MAX_LOG_LINE_BYTES={limit}: the line had {len(encoded)} bytes]"
     room = max(0, limit - len(marker.encode()))
     return encoded[:room].decode(errors="ignore") + marker, True
+
+
+async def _in_commit_order(session: AsyncSession, task_instance_ids: set[uuid.UUID]) -> None:
+    """Make a task instance's line ids increase in commit order, so that a reader following ``id > cursor``
+    never skips a line that commits late.
+
+    On PostgreSQL ids come from a sequence when a row is inserted, and transactions commit in any order: a line
+    with a smaller id could become visible after a reader moved past it. A transaction-scoped advisory lock per
+    task instance (taken in one statement, in sorted order, so two batches never deadlock) serializes the
+    batches that write lines of one task instance; batches of other task instances do not wait. SQLite already
+    serializes every write transaction, ids included.
+    """
+    if not task_instance_ids or session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted(int.from_bytes(ti.bytes[:8], "big", signed=True) for ti in task_instance_ids)
+    statement = text(
+        "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS u(k, n) ORDER BY n"
+    )
+    await session.execute(statement, {"keys": keys})
 
 
 async def ship(
@@ -61,6 +80,7 @@ async def ship(
             }
         )
     if rows:
+        await _in_commit_order(session, {row["task_instance_id"] for row in rows} - {None})
         await session.execute(insert(m.TriggerLog), rows)
     if dropped:
         await session.execute(
@@ -70,16 +90,26 @@ async def ship(
 
 
 async def read(
-    session: AsyncSession, task_instance_id: uuid.UUID, try_number: int | None, *, limit: int, offset: int
+    session: AsyncSession,
+    task_instance_id: uuid.UUID,
+    try_number: int | None,
+    *,
+    after: int | None = None,
+    limit: int,
+    offset: int,
 ) -> TriggerLogList:
+    """A page of a task instance's lines in id order; ``after`` is the cursor (the last id a reader saw)."""
     query = select(m.TriggerLog).where(m.TriggerLog.task_instance_id == task_instance_id)
     if try_number is not None:
         query = query.where(m.TriggerLog.try_number == try_number)
+    if after is not None:
+        query = query.where(m.TriggerLog.id > after)
     total = await session.scalar(select(func.count()).select_from(query.subquery()))
     rows = await session.scalars(query.order_by(m.TriggerLog.id).limit(limit).offset(offset))
     return TriggerLogList(
         lines=[
             StoredTriggerLogLine(
+                id=r.id,
                 trigger_id=r.trigger_id,
                 job_id=r.job_id,
                 try_number=r.try_number,

@@ -107,8 +107,23 @@ def _validation_errors(exc: ValidationException) -> tuple[int, list[FieldError]]
     return status, errors
 
 
+def _wire_name(request: Request[Any, Any, Any], error: FieldError) -> FieldError:
+    """A parameter error named as the client sent it: Litestar names the handler's argument (``ti_state``), while
+    the contract's name is its alias (``QueryParameter(name="state")``, ``state`` being a reserved argument)."""
+    if error.source not in ("query", "path", "header"):
+        return error
+    handler = request.scope.get("route_handler")
+    parameter = getattr(getattr(handler, "parsed_fn_signature", None), "parameters", {}).get(error.key)
+    definition = getattr(parameter, "kwarg_definition", None)
+    alias = getattr(definition, error.source, None) or getattr(definition, "name", None)
+    if not isinstance(alias, str) or alias == error.key:
+        return error
+    return FieldError(key=alias, message=error.message, source=error.source)
+
+
 def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     status, errors = _validation_errors(exc)
+    errors = [_wire_name(request, error) for error in errors]
     return problem(status, exc.detail, request=request, kind=kinds.VALIDATION, errors=errors)
 
 

@@ -4,6 +4,11 @@ Scopes: ``admin`` (operators), ``worker`` (task-instance state changes), ``trigg
 ``job:<id>`` (the job-scoped token a registered triggerer gets) and ``ti:<uuid>`` (a task instance's token
 for its trigger's runtime calls). Job and task-instance tokens are refreshed through the
 ``Refreshed-API-Token`` response header once past half their lifetime.
+
+Keys: one secret (``TOCSIN_JWT_SECRET``; tokens carry no ``kid``, as before keyrings), or a keyring
+(``TOCSIN_JWT_KEYS_FILE``, ``tocsin_server.signing_keys``): tokens are signed by its signing key and carry that
+key's id in their header; a token verifies with the key its ``kid`` names, a token without one with the key
+``legacy``. A refreshed token is signed by the key that signs now, so live clients move to a new key by themselves.
 """
 
 from __future__ import annotations
@@ -11,12 +16,17 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 import jwt
 import msgspec
 
 from tocsin_server.generated.models import DagIdValue, RunIdValue
+from tocsin_server.signing_keys import LEGACY_KID, Keyring, KeyringSource
+
+if TYPE_CHECKING:
+    from tocsin_server.config import Settings
 
 ALGORITHM: Final = "HS256"
 SCOPES: Final = ("admin", "worker", "triggerer")
@@ -112,18 +122,39 @@ def _parse_scopes(scopes: frozenset[str]) -> tuple[int | None, str | None, tuple
 
 
 class TokenAuthority:
-    """Signs and verifies tokens with one HMAC secret.
+    """Signs and verifies tokens with one HMAC secret, or with the keys of a keyring (``keyring``).
 
     Verification results are cached by the raw token, so a hot client pays the signature check once; the
-    expiry is still checked on every use.
+    expiry is still checked on every use, and the cache is emptied whenever the keyring changes (a token whose
+    key was retired must not live on in it).
     """
 
-    def __init__(self, secret: str, *, issuer: str, audience: str) -> None:
+    def __init__(self, secret: str, *, issuer: str, audience: str, keyring: KeyringSource | None = None) -> None:
         self._secret = secret
         self._issuer = issuer
         self._audience = audience
+        self._source = keyring
+        self._held: Keyring | None = None
         self._verified: dict[str, Principal] = {}
         self._refreshed: dict[str, str] = {}
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> TokenAuthority:
+        """The authority the settings configure: the keyring file's keys when it is set, else the one secret."""
+        source = None
+        if settings.jwt_keys_file:
+            source = KeyringSource.open(Path(settings.jwt_keys_file), settings.jwt_keys_reload_s)
+        return cls(settings.jwt_secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience, keyring=source)
+
+    def _keyring(self) -> Keyring | None:
+        if self._source is None:
+            return None
+        keyring = self._source.current()
+        if keyring is not self._held:
+            self._held = keyring
+            self._verified.clear()
+            self._refreshed.clear()
+        return keyring
 
     def issue(self, subject: str, scopes: list[str] | tuple[str, ...], ttl_s: float) -> str:
         now = int(time.time())
@@ -135,12 +166,15 @@ class TokenAuthority:
             "exp": now + int(ttl_s),
             "scope": " ".join(scopes),
         }
-        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        if (keyring := self._keyring()) is None:
+            return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        return jwt.encode(claims, keyring.signing_secret, algorithm=ALGORITHM, headers={"kid": keyring.signing})
 
     def verify(self, token: str) -> Principal:
+        keyring = self._keyring()  # first: a changed keyring empties the cache
         principal = self._verified.get(token)
         if principal is None:
-            principal = self._decode(token)
+            principal = self._decode(token, self._secret if keyring is None else _secret_for(token, keyring))
             if len(self._verified) >= _CACHE_LIMIT:
                 self._verified.clear()  # crude but bounded; expired entries go with the rest
             self._verified[token] = principal
@@ -150,11 +184,11 @@ class TokenAuthority:
             raise TokenError(msg)
         return principal
 
-    def _decode(self, token: str) -> Principal:
+    def _decode(self, token: str, secret: str) -> Principal:
         try:
             claims = jwt.decode(
                 token,
-                self._secret,
+                secret,
                 algorithms=[ALGORITHM],
                 audience=self._audience,
                 issuer=self._issuer,
@@ -192,3 +226,28 @@ class TokenAuthority:
             ttl = max(principal.expires_at - principal.issued_at, 1.0)
             fresh = self._refreshed[token] = self.issue(principal.subject, sorted(principal.scopes), ttl)
         return fresh
+
+
+def _secret_for(token: str, keyring: Keyring) -> str:
+    """The secret of the key the token's header names (``kid``); a token without one is the legacy key's."""
+    try:
+        header = jwt.get_unverified_header(token)  # pyjwt checks that a kid is a string
+    except jwt.PyJWTError as exc:
+        msg = f"the token is invalid: {exc}"
+        raise TokenError(msg) from None
+    kid = header.get("kid")
+    if kid is None:
+        if (secret := keyring.keys.get(LEGACY_KID)) is None:
+            msg = (
+                "the token carries no key id (kid): it was signed before this server had a keyring, and the "
+                f"keyring's {LEGACY_KID!r} key that verified such tokens was retired"
+            )
+            raise TokenError(msg)
+        return secret
+    if (secret := keyring.keys.get(kid)) is None:
+        msg = (
+            f"the token's key id (kid) {kid[:80]!r} is unknown to this server: the key was retired, or this "
+            "server's keyring does not hold it yet"
+        )
+        raise TokenError(msg)
+    return secret

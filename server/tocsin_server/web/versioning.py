@@ -7,7 +7,12 @@ as small declarations, and one middleware applies them to older requests and res
 - ``OperationAdded``: the operation did not exist before; older requests get 404.
 - ``RequestFieldAdded``: a request body field that older versions did not have; an older request that sends
   it gets 422 (it was an unknown field then), and one that does not is upgraded with the default, if any.
-- ``ResponseFieldAdded``: a response field that older versions did not have; it is removed from their answers.
+- ``ResponseFieldAdded``: a response field that older versions did not have; it is removed from their answers
+  (from the answer itself, or from every item of one of its top-level lists).
+- ``QueryParameterAdded``: a query parameter that older versions did not declare; it is taken out of their
+  requests before the handler sees them (they ignored it then, and still do).
+- ``UnknownQueryParametersRefused``: from this version on, a query parameter the operation does not declare in
+  this version's file is a 400 naming it; older versions ignore such parameters.
 - ``ResponseFieldRemoved``: a response field that this version dropped (a secret); older answers get it back
   with a fixed value that fits their schema (``password: null``), never the secret itself.
 - ``ResponsesDocumented``: statuses every operation could already answer, documented from this version on;
@@ -31,12 +36,13 @@ from litestar.middleware import ASGIMiddleware
 from tocsin_server.errors import InvalidError
 from tocsin_server.web.body_errors import BodyMismatchError
 from tocsin_server.web.json_limits import check_json_body
+from tocsin_server.web.query_rules import declared_query_parameters, refuse_unknown_query, without_query_parameters
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 VERSION_HEADER: Final = "Tocsin-API-Version"
-VERSIONS: Final = ("2026-06-01", "2026-11-01", "2026-12-01", "2026-12-15")
+VERSIONS: Final = ("2026-06-01", "2026-11-01", "2026-12-01", "2026-12-15", "2027-01-01")
 """Every supported version, oldest first. Each has a frozen spec file in openapi/versions/."""
 LATEST: Final = VERSIONS[-1]
 
@@ -70,11 +76,29 @@ class RequestFieldAdded:
 
 @dataclass(frozen=True, slots=True)
 class ResponseFieldAdded:
-    """The success responses of ``operation_ids`` (schemas ``schemas``) gained ``field``; older ones lose it."""
+    """The success responses of ``operation_ids`` (schemas ``schemas``) gained ``field``; older ones lose it.
+
+    ``within`` says where the objects sit in the answer: ``""`` for the answer itself, ``"name[]"`` for every
+    item of its top-level list ``name``.
+    """
 
     operation_ids: tuple[str, ...]
     schemas: tuple[str, ...]
     field: str
+    within: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParameterAdded:
+    """``operation_id`` declares the query parameter ``name`` from this version on; older requests lose it."""
+
+    operation_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownQueryParametersRefused:
+    """From this version on, a query parameter the operation does not declare is a 400 naming it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +128,15 @@ class ResponsesDocumented:
     statuses: tuple[str, ...]
 
 
-Change = OperationAdded | RequestFieldAdded | ResponseFieldAdded | ResponseFieldRemoved | ResponsesDocumented
+Change = (
+    OperationAdded
+    | RequestFieldAdded
+    | ResponseFieldAdded
+    | ResponseFieldRemoved
+    | ResponsesDocumented
+    | QueryParameterAdded
+    | UnknownQueryParametersRefused
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +191,25 @@ VERSION_CHANGES: Final = (
             ResponsesDocumented(("414", "431")),
         ),
     ),
+    VersionChange(
+        "2027-01-01",
+        "Unknown query parameters refused; trigger, job and log filters and fields for operators (tocsin triggers "
+        "list, jobs list, logs --follow).",
+        (
+            UnknownQueryParametersRefused(),
+            QueryParameterAdded("listTriggers", "state"),
+            QueryParameterAdded("listTriggers", "job_id"),
+            QueryParameterAdded("listTriggers", "classpath"),
+            ResponseFieldAdded(("listTriggers",), ("Trigger",), "state", within="triggers[]"),
+            ResponseFieldAdded(("listTriggers",), ("Trigger",), "age_s", within="triggers[]"),
+            ResponseFieldAdded(("listTriggers",), ("Trigger",), "last_error", within="triggers[]"),
+            QueryParameterAdded("listJobs", "state"),
+            QueryParameterAdded("listJobs", "alive"),
+            ResponseFieldAdded(("listJobs",), ("Job",), "heartbeat_age_s", within="jobs[]"),
+            QueryParameterAdded("getTaskInstanceLogs", "after"),
+            ResponseFieldAdded(("getTaskInstanceLogs",), ("StoredTriggerLogLine",), "id", within="lines[]"),
+        ),
+    ),
 )
 
 
@@ -173,6 +224,16 @@ def _since() -> dict[str, str]:
 
 OPERATION_SINCE: Final = _since()
 """operationId → the version it appeared in (operations absent here exist in every version)."""
+
+STRICT_QUERY_SINCE: Final = min(
+    (
+        entry.version
+        for entry in VERSION_CHANGES
+        if any(isinstance(c, UnknownQueryParametersRefused) for c in entry.changes)
+    ),
+    default=None,
+)
+"""The first version that refuses unknown query parameters (older ones ignore them)."""
 
 
 def _newer_than(version: str) -> list[Change]:
@@ -209,13 +270,19 @@ def downgrade_spec(document: dict[str, Any], version: str) -> dict[str, Any]:
     result = {**document, "components": {**document["components"]}}
     result["components"]["schemas"] = downgrade_schemas(document["components"]["schemas"], version)
     hidden = {s for c in _newer_than(version) if isinstance(c, ResponsesDocumented) for s in c.statuses}
+    added = {(c.operation_id, c.name) for c in _newer_than(version) if isinstance(c, QueryParameterAdded)}
+
+    def older(op: dict[str, Any]) -> dict[str, Any]:
+        responses = {k: v for k, v in op["responses"].items() if k not in hidden}
+        parameters = [
+            p
+            for p in op.get("parameters", [])
+            if not (p.get("in") == "query" and (op.get("operationId"), p.get("name")) in added)
+        ]
+        return {**op, "responses": responses, **({"parameters": parameters} if "parameters" in op else {})}
+
     result["paths"] = {
-        path: {
-            method: {**op, "responses": {k: v for k, v in op["responses"].items() if k not in hidden}}
-            if isinstance(op, dict) and "responses" in op
-            else op
-            for method, op in item.items()
-        }
+        path: {method: older(op) if isinstance(op, dict) and "responses" in op else op for method, op in item.items()}
         for path, item in document["paths"].items()
     }
     return result
@@ -293,14 +360,21 @@ def _upgrade_request(body: bytes, changes: list[RequestFieldAdded], version: str
     return _ENCODER.encode(document)
 
 
-def _downgrade_response(body: bytes, fields: set[str], restored: list[tuple[str, str, Any]]) -> bytes:
-    """``body`` without ``fields`` and with each (where, field, value) of ``restored`` put back."""
+def _downgrade_response(body: bytes, fields: list[tuple[str, str]], restored: list[tuple[str, str, Any]]) -> bytes:
+    """``body`` without each (where, field) of ``fields`` and with each (where, field, value) of ``restored`` put
+    back; ``where`` is ``""`` for the answer itself or ``"name[]"`` for every item of its top-level list ``name``."""
     try:
         document = _TOP_LEVEL.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return body
-    for field in fields:
-        document.pop(field, None)
+    for where, field in fields:
+        if not where:
+            document.pop(field, None)
+        elif where.endswith("[]") and where[:-2] in document:
+            items = _ITEMS.decode(document[where[:-2]])
+            for item in items:
+                item.pop(field, None)
+            document[where[:-2]] = msgspec.Raw(_ENCODER.encode(items))
     for where, field, value in restored:
         raw = msgspec.Raw(_ENCODER.encode(value))
         if not where:
@@ -319,17 +393,26 @@ class ApiVersionMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         version = resolve_version(requested_version(scope))
         _extensions(scope)[_SCOPE_KEY] = version
+        operation_id = getattr(scope["route_handler"], "operation_id", None)
+        if STRICT_QUERY_SINCE is not None and version >= STRICT_QUERY_SINCE and isinstance(operation_id, str):
+            declared = declared_query_parameters(version).get(operation_id)
+            if declared is not None:  # an operation of the contract (not /openapi.json or /docs)
+                refuse_unknown_query(scope["query_string"], declared)
         if version == LATEST:
             await next_app(scope, receive, send)
             return
-        operation_id = getattr(scope["route_handler"], "operation_id", None)
         since = OPERATION_SINCE.get(operation_id) if isinstance(operation_id, str) else None
         if since is not None and version < since:
             msg = f"{_extensions(scope)['method']} {scope['path']} does not exist in API version {version} (added in {since})"
             raise NotFoundException(msg)
         older = _newer_than(version)
         requests = [c for c in older if isinstance(c, RequestFieldAdded) and c.operation_id == operation_id]
-        removed = {c.field for c in older if isinstance(c, ResponseFieldAdded) and operation_id in c.operation_ids}
+        hidden = {c.name for c in older if isinstance(c, QueryParameterAdded) and c.operation_id == operation_id}
+        if hidden:
+            scope["query_string"] = without_query_parameters(scope["query_string"], hidden)
+        removed = [
+            (c.within, c.field) for c in older if isinstance(c, ResponseFieldAdded) and operation_id in c.operation_ids
+        ]
         restored = [
             (where, c.field, c.value)
             for c in older
@@ -354,7 +437,7 @@ class ApiVersionMiddleware(ASGIMiddleware):
         await next_app(scope, receive, send)
 
 
-def _downgrading_send(send: Send, fields: set[str], restored: list[tuple[str, str, Any]]) -> Send:
+def _downgrading_send(send: Send, fields: list[tuple[str, str]], restored: list[tuple[str, str, Any]]) -> Send:
     """Buffer a 2xx JSON answer, drop ``fields`` from it (and restore ``restored``), fix its length; pass
     anything else through."""
     start: dict[str, Any] = {}

@@ -1,0 +1,209 @@
+"""The task-instance change log: every state change, in commit order, for the watch feed (issue 10, item 1).
+
+Each change is written in the transaction that makes it, so a change is logged if and only if it happened.
+Its ``version`` must increase in *commit* order, else a reader could pass a version whose transaction had not
+committed yet and never see it. On PostgreSQL a sequence value is taken when a row is inserted, not when its
+transaction commits: two writers can commit in the other order than they drew their values. So the rows are
+inserted last, just before COMMIT, under a transaction-scoped advisory lock that PostgreSQL releases only after
+the commit is visible: the next writer draws its versions after ours are visible, and a reader that sees a
+version sees every smaller one. Only the insert and the commit are serialized; the work before them is not.
+SQLite needs no lock: its transactions here are ``BEGIN IMMEDIATE``, one writer at a time.
+
+Changes are collected from the ORM (any flush that changes a task instance's ``state``), so no code path can
+forget one; a bulk ``UPDATE`` statement bypasses the ORM and calls ``record`` with what it changed.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import event, func, insert, inspect, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction
+
+from tocsin_server.db import models as m
+from tocsin_server.generated.models import TaskInstanceStateName as S
+from tocsin_server.services._time import utcnow
+from tocsin_server.services.events import FAIL_METHOD
+
+__all__ = ["Change", "Reason", "latest_version", "oldest_version", "read_after", "reason_for", "record", "track"]
+
+CHANGE_LOG_LOCK: Final = 0x746F6373696E_01  # "tocsin" + 1: the advisory lock key that orders commits of changes
+_PENDING: Final = "tocsin.task_instance_changes"
+_TRACKED: Final = "_tocsin_tracks_changes"
+_ENDED: Final = frozenset({S.success.value, S.failed.value, S.skipped.value})
+
+
+class Reason(enum.StrEnum):
+    deferred = "deferred"
+    resumed = "resumed"
+    ended = "ended"
+    trigger_failed = "trigger-failed"
+    timed_out = "timed-out"
+    changed = "changed"
+
+
+def reason_for(previous: str, state: str, next_method: str | None) -> Reason:
+    if state == S.deferred.value:
+        return Reason.deferred
+    if previous == S.deferred.value and state == S.scheduled.value:
+        return Reason.trigger_failed if next_method == FAIL_METHOD else Reason.resumed
+    if previous == S.deferred.value and state in _ENDED:
+        return Reason.ended
+    return Reason.changed
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    version: int
+    task_instance_id: uuid.UUID
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    previous_state: str
+    state: str
+    reason: str
+    changed_at: datetime
+
+
+def _row(ti: Any, previous: str, state: str, reason: Reason, now: datetime) -> dict[str, Any]:
+    return {
+        "task_instance_id": ti.id,
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "map_index": ti.map_index,
+        "try_number": ti.try_number,
+        "previous_state": previous,
+        "state": state,
+        "reason": reason.value,
+        "changed_at": now,
+    }
+
+
+def _pending(session: Session) -> list[tuple[SessionTransaction | None, dict[str, Any]]]:
+    pending: list[tuple[SessionTransaction | None, dict[str, Any]]] = session.info.setdefault(_PENDING, [])
+    return pending
+
+
+def record(session: AsyncSession, changed: Iterable[Any], *, previous: str, state: str, reason: Reason) -> None:
+    """Log changes a bulk UPDATE made (rows with the task instance's key columns), in this transaction."""
+    now = utcnow()
+    sync = session.sync_session
+    transaction = sync.get_nested_transaction() or sync.get_transaction()
+    _pending(sync).extend((transaction, _row(ti, previous, state, reason, now)) for ti in changed)
+
+
+def _collect(session: Session, _: Any) -> None:
+    """After a flush (the history of what it wrote is still there): log every task instance whose state moved."""
+    now = utcnow()
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    for instance in session.dirty:
+        if not isinstance(instance, m.TaskInstance):
+            continue
+        history = inspect(instance).attrs.state.history
+        if not history.deleted or not history.added:
+            continue
+        previous, state = str(history.deleted[0]), str(history.added[0])
+        if previous != state:
+            reason = reason_for(previous, state, instance.next_method)
+            _pending(session).append((transaction, _row(instance, previous, state, reason, now)))
+
+
+def _write(session: Session) -> None:
+    """Just before COMMIT: take the ordering lock (PostgreSQL), then insert the versions. A savepoint's release
+    writes nothing: its changes are written with the outer transaction's."""
+    if session.in_nested_transaction():
+        return
+    session.flush()  # the last flush's changes are collected by _collect before they are written
+    rows = [row for _, row in session.info.pop(_PENDING, [])]
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANGE_LOG_LOCK})
+    session.execute(insert(m.TaskInstanceChange), rows)
+
+
+def _forget(session: Session, previous: SessionTransaction) -> None:
+    """A rollback drops what its transaction (and the savepoints inside it) collected."""
+    if not previous.nested:
+        session.info.pop(_PENDING, None)
+        return
+
+    def inside(transaction: SessionTransaction | None) -> bool:
+        while transaction is not None:
+            if transaction is previous:
+                return True
+            transaction = transaction.parent
+        return False
+
+    kept = [(t, row) for t, row in _pending(session) if not inside(t)]
+    session.info[_PENDING] = kept
+
+
+def track(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Log task-instance changes made through this sessionmaker's sessions (its own session class)."""
+    session_class: type[Session] = sessionmaker.kw["sync_session_class"]
+    # A mark on the class itself, not event.contains(): SQLAlchemy keys its registry by id(), and a new class can
+    # get the id of one already collected, which would then look tracked when it is not.
+    if session_class.__dict__.get(_TRACKED):
+        return
+    setattr(session_class, _TRACKED, True)
+    event.listen(session_class, "after_flush", _collect)
+    event.listen(session_class, "before_commit", _write)
+    event.listen(session_class, "after_soft_rollback", _forget)
+
+
+async def read_after(
+    session: AsyncSession,
+    after: int,
+    limit: int,
+    *,
+    dag_id: str | None = None,
+    run_id: str | None = None,
+    state: str | None = None,
+) -> list[Change]:
+    """The changes after version ``after``, oldest first, at most ``limit``."""
+    query = select(m.TaskInstanceChange).where(m.TaskInstanceChange.version > after)
+    if dag_id is not None:
+        query = query.where(m.TaskInstanceChange.dag_id == dag_id)
+    if run_id is not None:
+        query = query.where(m.TaskInstanceChange.run_id == run_id)
+    if state is not None:
+        query = query.where(m.TaskInstanceChange.state == state)
+    rows = await session.scalars(query.order_by(m.TaskInstanceChange.version).limit(limit))
+    return [
+        Change(
+            version=row.version,
+            task_instance_id=row.task_instance_id,
+            dag_id=row.dag_id,
+            run_id=row.run_id,
+            task_id=row.task_id,
+            map_index=row.map_index,
+            try_number=row.try_number,
+            previous_state=row.previous_state,
+            state=row.state,
+            reason=row.reason,
+            changed_at=row.changed_at,
+        )
+        for row in rows
+    ]
+
+
+async def oldest_version(session: AsyncSession) -> int | None:
+    """The oldest version still kept (retention deletes older ones), or None when the log is empty."""
+    value = await session.scalar(select(func.min(m.TaskInstanceChange.version)))
+    return None if value is None else int(value)
+
+
+async def latest_version(session: AsyncSession) -> int:
+    """The newest version written so far (0 when none): a watch that starts now resumes after it."""
+    value = await session.scalar(select(func.max(m.TaskInstanceChange.version)))
+    return 0 if value is None else int(value)
