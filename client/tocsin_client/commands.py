@@ -45,8 +45,15 @@ def triggerer(
 ) -> int:
     """Run a triggerer until it is stopped; its exit code. A flag that is None leaves its setting to its
     ``TOCSIN_*`` variable and default (``TriggererConfig``)."""
+    from tocsin_wire.logs import configure_logging, load_log_settings  # noqa: PLC0415
+
     from tocsin_client.triggerer import ConfigError, TriggererConfig, run  # noqa: PLC0415
 
+    try:
+        configure_logging(load_log_settings(os.environ))  # its runners read the same variables
+    except SettingsError as exc:
+        sys.stderr.write(f"tocsin triggerer: configuration error: {exc}\n")
+        return 2
     try:
         config = TriggererConfig.from_env(
             os.environ,

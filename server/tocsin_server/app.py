@@ -38,6 +38,7 @@ from tocsin_server.web.allow_header import complete_allow_header
 from tocsin_server.web.auth import BearerAuthMiddleware
 from tocsin_server.web.json_limits import JsonBodyGuard
 from tocsin_server.web.problems import EXCEPTION_HANDLERS
+from tocsin_server.web.request_log import RequestLogMiddleware
 from tocsin_server.web.request_metrics import RequestTimer, record_response
 from tocsin_server.web.tokens import TokenAuthority
 from tocsin_server.web.tracing import tracing_plugins
@@ -106,7 +107,13 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
     return Litestar(
         route_handlers=list(ROUTERS),
         dependencies={"db_session": Provide(provide_transaction)},
-        middleware=[RequestTimer(), ApiVersionMiddleware(), BearerAuthMiddleware(authority), JsonBodyGuard()],
+        middleware=[
+            RequestLogMiddleware(),  # outermost: its duration covers the others
+            RequestTimer(),
+            ApiVersionMiddleware(),
+            BearerAuthMiddleware(authority),
+            JsonBodyGuard(),
+        ],
         before_send=[echo_version, complete_allow_header, record_response],
         exception_handlers=EXCEPTION_HANDLERS,
         after_exception=[health.after_exception],

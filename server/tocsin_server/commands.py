@@ -62,6 +62,18 @@ def _reports_config_errors(command: str) -> Callable[[Callable[_P, int]], Callab
     return decorate
 
 
+def configure_logs() -> None:
+    """Route this process's log lines through the one pipeline (``TOCSIN_LOG_FORMAT``, ``TOCSIN_LOG_LEVEL``)."""
+    from tocsin_wire.logs import configure_logging, load_log_settings  # noqa: PLC0415
+    from tocsin_wire.settings import SettingsError  # noqa: PLC0415
+
+    try:
+        settings = load_log_settings(os.environ)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    configure_logging(settings)
+
+
 def _issue(settings: Settings, scopes: list[str], ttl_s: int, subject: str) -> str:
     from tocsin_server.web.tokens import TokenAuthority  # noqa: PLC0415
 
@@ -86,8 +98,8 @@ def _serve(settings: Settings) -> None:
             workers=settings.workers,
             loop="uvloop",
             http="tocsin_server.web.http_limits:LimitedHttpToolsProtocol",  # httptools with the documented limits
-            access_log=False,
-            log_level="warning",
+            access_log=False,  # one line per request is ours (web/request_log.py), with its id and operation
+            log_config=None,  # uvicorn's loggers propagate to the root handler that configure_logs set up
         )
 
 
@@ -125,6 +137,7 @@ def api_server(*, host: str | None, port: int | None, workers: int | None) -> in
     from tocsin_server.config import load_settings  # noqa: PLC0415
     from tocsin_server.db.preflight import check_database  # noqa: PLC0415
 
+    configure_logs()
     settings = load_settings(host=host, port=port, workers=workers)
     _check_metrics_folder()
     check_database(settings.database_url)  # a database mistake: one line, exit 2 (also with --workers > 1)
@@ -180,6 +193,7 @@ def standalone(
 
     stop = supervision.StopRequest()
     stop.install()  # from here on, no signal can leave a child behind
+    configure_logs()  # the children configure their own from the same variables
     where = load_settings(require_secret=False, host=host, port=port, standalone_capacity=capacity)
     host, port, capacity = where.host, where.port, where.standalone_capacity
     if not supervision.port_free(host, port):

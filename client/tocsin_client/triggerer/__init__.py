@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+
+from tocsin_wire.logs import configure_logging, load_log_settings
 
 from tocsin_client.triggerer.config import ConfigError, TriggererConfig
 from tocsin_client.triggerer.supervisor import EXIT_CRASHED, EXIT_FENCED, EXIT_OK, EXIT_REFUSED, Triggerer
@@ -28,9 +31,10 @@ __all__ = [
 
 
 def run(config: TriggererConfig) -> int:
-    """Run a triggerer in this process until it stops; returns the exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns what matters
+    """Run a triggerer in this process until it stops; returns the exit code. A program that configured logging
+    keeps its own; otherwise the lines go through tocsin's pipeline (``TOCSIN_LOG_FORMAT``, ``TOCSIN_LOG_LEVEL``)."""
+    if not logging.getLogger().handlers:
+        configure_logging(load_log_settings(os.environ))
 
     async def main() -> int:
         return await Triggerer(config).run()

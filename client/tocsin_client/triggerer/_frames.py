@@ -23,6 +23,7 @@ __all__ = [
     "FailureOut",
     "FrameError",
     "Hello",
+    "Job",
     "LogLine",
     "Report",
     "Shutdown",
@@ -61,6 +62,13 @@ class TokenGrant(msgspec.Struct, tag="token"):
 
     trigger_id: int
     token: str | None
+
+
+class Job(msgspec.Struct, tag="job"):
+    """The job the triggerer runs as now (sent at spawn and on every new registration): the runner's log lines
+    name it."""
+
+    job_id: int
 
 
 class Shutdown(msgspec.Struct, tag="shutdown"):
@@ -135,7 +143,7 @@ class Bye(msgspec.Struct, tag="bye"):
     """The runner finished its shutdown."""
 
 
-ToRunner = Start | Cancel | TokenGrant | Shutdown
+ToRunner = Start | Cancel | TokenGrant | Shutdown | Job
 ToSupervisor = Hello | Report | Tick | TokenRequest | Bye
 
 _encoder = msgspec.msgpack.Encoder()

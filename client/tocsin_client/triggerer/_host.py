@@ -20,6 +20,8 @@ import uuid
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
+import structlog
+
 from tocsin_client import serde
 from tocsin_client.triggerer._frames import EventOut, FailureOut
 from tocsin_client.triggers.base import BaseTrigger, TaskEndEvent, TriggerEvent
@@ -151,6 +153,7 @@ class TriggerHost:
     async def _run(self, workload: RunTrigger) -> None:
         trigger_id = workload.trigger_id
         CURRENT_TRIGGER.set(RunningTrigger(trigger_id, workload.task_instance))
+        structlog.contextvars.bind_contextvars(trigger_id=trigger_id)  # this task's context: its lines only
         trigger: BaseTrigger | None = None
         cancelled = False
         try:

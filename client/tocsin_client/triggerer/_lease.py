@@ -15,6 +15,8 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from tocsin_wire.logs import bind_process
+
 from tocsin_client.errors import ConflictError, TocsinError
 from tocsin_client.generated.models import JobRegistration, JobRegistrationBody
 from tocsin_client.triggerer._backoff import backoff_delay
@@ -80,6 +82,8 @@ class Lease:
         """Make ``job`` the one every later call speaks for."""
         self.job = job
         self._client.token = job.token
+        bind_process(job_id=job.job_id)  # every line from here on, in every task, names the current job
+        self._pool.tell_job(job.job_id)  # and in every runner
         _log.info(
             "registered job %s (capacity %s, heartbeat every %.1f s)",
             job.job_id,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
+import structlog
 
 from tocsin_client._client import AsyncClient
 from tocsin_client.errors import (
@@ -221,6 +222,10 @@ class Outbox:
 
     def _judge(self, item: _Item, status: int, problem: Problem | None) -> None:
         """One item of a bulk answer, by the rules of a single submission."""
+        with structlog.contextvars.bound_contextvars(trigger_id=item.trigger_id):
+            self._judge_one(item, status, problem)
+
+    def _judge_one(self, item: _Item, status: int, problem: Problem | None) -> None:
         assert item.event is not None
         if status == 200:
             self._stats.events_sent += 1
@@ -254,6 +259,10 @@ class Outbox:
             self._idle.set()
 
     async def _deliver(self, item: _Item) -> None:
+        with structlog.contextvars.bound_contextvars(trigger_id=item.trigger_id):
+            await self._deliver_one(item)
+
+    async def _deliver_one(self, item: _Item) -> None:
         operation = "submitTriggerEvent" if item.event is not None else "submitTriggerFailure"
         try:
             await self._send(item)

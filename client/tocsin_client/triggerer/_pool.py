@@ -28,6 +28,7 @@ from tocsin_client.triggerer._frames import (
     Cancel,
     FrameError,
     Hello,
+    Job,
     Report,
     Shutdown,
     Start,
@@ -108,6 +109,7 @@ class RunnerPool:
         self._runners = [_Runner(index) for index in range(config.runners)]
         self._last_tidy = time.monotonic()
         self._closing = False
+        self._job_id: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -146,6 +148,14 @@ class RunnerPool:
         runner.bye.clear()
         runner.last_tick = runner.spawned_at = time.monotonic()
         runner.reader_task = asyncio.create_task(self._read(runner, reader), name=f"tocsin-runner-{runner.index}")
+        if self._job_id is not None:
+            runner.send(encode(Job(job_id=self._job_id)))
+
+    def tell_job(self, job_id: int) -> None:
+        """The job every runner's log lines name from now on (also a runner spawned later)."""
+        self._job_id = job_id
+        for runner in self._runners:
+            runner.send(encode(Job(job_id=job_id)))
 
     async def stop(self, timeout_s: float) -> None:
         """Ask every runner to cancel its triggers and report what is left; kill those that do not finish."""

@@ -20,11 +20,13 @@ from collections.abc import Sequence
 from typing import Final
 
 import msgspec
+from tocsin_wire.logs import bind_process, configure_logging, load_log_settings
 
 from tocsin_client.triggerer._frames import (
     Bye,
     Cancel,
     Hello,
+    Job,
     LogLine,
     Shutdown,
     Start,
@@ -47,25 +49,12 @@ TICK_S: Final = 0.5
 _log = logging.getLogger("tocsin.triggerer.runner")
 
 
-class _TriggerIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        from tocsin_client.triggerer._host import CURRENT_TRIGGER  # noqa: PLC0415
-
-        current = CURRENT_TRIGGER.get()
-        record.trigger = f" trigger_id={current.trigger_id}" if current else ""
-        return True
-
-
-def _configure_logging(index: int, level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_TriggerIdFilter())
-    handler.setFormatter(
-        logging.Formatter(f"%(asctime)s %(levelname)s %(name)s runner={index}%(trigger)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per runtime call would drown the trigger's own
+def _configure_logging(index: int) -> None:
+    """The supervisor's pipeline and variables (validated there); every line names the runner, and a trigger's
+    lines its ``trigger_id`` (bound in the trigger's task by the host). INFO and above still reach the handler that
+    ships a trigger's lines to the server, whatever level is written here."""
+    configure_logging(load_log_settings(os.environ), floor="INFO")
+    bind_process(runner=index)
 
 
 class _Runner:
@@ -139,6 +128,8 @@ async def serve(
                     host.cancel(trigger_id)
             elif isinstance(frame, TokenGrant):
                 tokens.grant(frame.trigger_id, frame.token)
+            elif isinstance(frame, Job):
+                bind_process(job_id=frame.job_id)
             elif isinstance(frame, Shutdown):
                 await host.stop(frame.timeout_s)
                 reporter.flush()
@@ -174,12 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-url", required=True)
     parser.add_argument("--allow", action="append", default=[])
     parser.add_argument("--block-threshold", type=float, default=0.2)
-    parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     # Terminal signals go to the whole process group; only the supervisor decides when a runner stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _configure_logging(args.index, args.log_level)
+    _configure_logging(args.index)
     try:
         import uvloop  # noqa: PLC0415
 
