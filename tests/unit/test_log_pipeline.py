@@ -25,6 +25,9 @@ def lines() -> Iterator[Any]:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     buffer = io.StringIO()
+    # An earlier test that configured logging leaves logging's saved showwarning set (pytest then restores its own
+    # showwarning around each test), and captureWarnings(True) would do nothing: start from a clean capture.
+    logging.captureWarnings(False)
     configure_logging(LogSettings(format="json"), stream=buffer)
     yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
     root.handlers[:], level = saved
