@@ -8,14 +8,13 @@ functions: ``tocsin db current`` loads no web framework, ``tocsin token create``
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec
 
-from tocsin_server.config import ConfigError
+from tocsin_server.config import ConfigError, reports_config_errors
 from tocsin_server.signing_key_commands import (
     key_signing_add,
     key_signing_list,
@@ -48,18 +47,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _reports_config_errors(command: str) -> Callable[[Callable[_P, int]], Callable[_P, int]]:
-    def decorate(function: Callable[_P, int]) -> Callable[_P, int]:
-        @functools.wraps(function)
-        def run(*args: _P.args, **kwargs: _P.kwargs) -> int:
-            try:
-                return function(*args, **kwargs)
-            except ConfigError as exc:
-                sys.stderr.write(f"tocsin {command}: configuration error: {exc}\n")
-                return 2
-
-        return run
-
-    return decorate
+    return reports_config_errors(f"tocsin {command}: configuration error")
 
 
 def configure_logs() -> None:

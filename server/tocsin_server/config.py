@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ParamSpec
 
 from tocsin_wire.serde import parse_allowed
 from tocsin_wire.settings import Env, SettingsError, load, yes_or_no
@@ -17,8 +19,28 @@ MIN_SECRET_BYTES = 32
 STANDALONE_SECRET_FILE = "tocsin-jwt-secret"  # noqa: S105 - a file name, not a secret
 
 
+_P = ParamSpec("_P")
+
+
 class ConfigError(ValueError):
     """The configuration is invalid; the message says which variable and why."""
+
+
+def reports_config_errors(prefix: str) -> Callable[[Callable[_P, int]], Callable[_P, int]]:
+    """A command that raises ConfigError prints ``prefix: message`` as one line on stderr and exits 2."""
+
+    def decorate(function: Callable[_P, int]) -> Callable[_P, int]:
+        @functools.wraps(function)
+        def run(*args: _P.args, **kwargs: _P.kwargs) -> int:
+            try:
+                return function(*args, **kwargs)
+            except ConfigError as exc:
+                sys.stderr.write(f"{prefix}: {exc}\n")
+                return 2
+
+        return run
+
+    return decorate
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ open to others) is one line and exit code 2.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import ParamSpec
 
 from tocsin_wire.settings import SettingsError, load
 
-from tocsin_server.config import MIN_SECRET_BYTES, ConfigError, Settings, resolve_secret
+from tocsin_server.config import MIN_SECRET_BYTES, ConfigError, Settings, reports_config_errors, resolve_secret
 from tocsin_server.signing_keys import (
     LEGACY_KID,
     Keyring,
@@ -36,18 +35,7 @@ _WHEN_RELOADED = "servers re-read the file within TOCSIN_JWT_KEYS_RELOAD_S"
 
 
 def _reports_mistakes(verb: str) -> Callable[[Callable[_P, int]], Callable[_P, int]]:
-    def decorate(function: Callable[_P, int]) -> Callable[_P, int]:
-        @functools.wraps(function)
-        def run(*args: _P.args, **kwargs: _P.kwargs) -> int:
-            try:
-                return function(*args, **kwargs)
-            except ConfigError as exc:
-                sys.stderr.write(f"tocsin key signing {verb}: {exc}\n")
-                return 2
-
-        return run
-
-    return decorate
+    return reports_config_errors(f"tocsin key signing {verb}")
 
 
 def _keyring_path(file: str | None) -> Path:
