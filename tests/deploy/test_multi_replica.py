@@ -9,7 +9,8 @@ While a few hundred task instances' time triggers fire, one replica is SIGKILLed
 Then, from the server's own data: every task instance resumed exactly once with its own trigger's event (one
 event record per trigger, none lost, none applied twice), no trigger ever went from one job to another (claims
 exclusive) and each stayed with the job that fired it, each periodic duty ran at most once per interval
-across the replicas (and kept running through both failures), and neither triggerer ever exited.
+across the replicas (kept running through both failures, and the replica left running took them over when
+the one that ran them last stopped), and neither triggerer ever exited.
 """
 
 from __future__ import annotations
@@ -234,10 +235,21 @@ def test__replica_killed_and_postgres_restarted_mid_firing__nothing_lost_nothing
         server_pids = {pid: server.name for server in api for pid in server.pids}
         for server in api:
             assert server.alive(), f"{server.name} exited: {server.output()[-3000:]}"
-            server.terminate()
-        # uvicorn ends a graceful stop by re-raising SIGTERM; systemd counts that death as a clean exit.
-        for server in api:
-            assert server.wait(20) in (0, -signal.SIGTERM), server.output()[-3000:]
+        # Which replica wins the duties is a race their tick phases may settle one way for good: stop the one
+        # that ran them last, and the other must take every duty over (so the duties ran on both replicas).
+        last_writer = _last_duty_writer(pg, server_pids)
+        first, second = (api[0], api[1]) if api[0].name == last_writer else (api[1], api[0])
+        first.terminate()
+        _assert_stopped_cleanly(first)
+        handed_over = datetime.now(UTC)
+        for name in INTERVALS:
+            poll(
+                lambda n=name: query(pg.dsn, RAN_SINCE, n, handed_over),  # type: ignore[misc]
+                30,
+                f"the {name} duty taken over by {second.name} after {first.name} stopped",
+            )
+        second.terminate()
+        _assert_stopped_cleanly(second)
         timeline.mark("stopped")
 
     print(f"timeline: {timeline}")  # with -s: where the time went
@@ -246,6 +258,18 @@ def test__replica_killed_and_postgres_restarted_mid_firing__nothing_lost_nothing
     _assert_duties_once_per_interval(pg, server_pids, timeline)
     for service in [*api, *triggerers]:
         assert "Traceback" not in service.output(), f"{service.name}:\n{service.output()[-5000:]}"
+
+
+def _assert_stopped_cleanly(server: Service) -> None:
+    # uvicorn ends a graceful stop by re-raising SIGTERM; systemd counts that death as a clean exit.
+    assert server.wait(20) in (0, -signal.SIGTERM), server.output()[-3000:]
+
+
+def _last_duty_writer(pg: PrivatePostgres, server_pids: dict[int, str]) -> str:
+    rows = query(pg.dsn, audit.DUTY_RUNS)
+    assert rows, "no duty ran"
+    latest = max(rows, key=lambda row: row[1])
+    return server_pids[audit.writer_pid(latest[2])]
 
 
 def _wait_ready(server: Service, url: str) -> None:
