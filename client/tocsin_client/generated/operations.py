@@ -50,6 +50,7 @@ OPERATION_IDS = (
     "submitTriggerEvents",
     "submitTriggerFailure",
     "updateTaskInstanceState",
+    "watchTaskInstanceChanges",
 )
 
 
@@ -563,6 +564,27 @@ class SyncOperations(_SyncTransport):
             response_type=models.TaskInstance,
         )
 
+    def watch_task_instance_changes(
+        self,
+        *,
+        after: int | None = None,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        state: models.TaskInstanceStateName | None = None,
+        wait: float | None = None,
+        limit: int | None = None,
+    ) -> models.TaskInstanceChangePage:
+        """Watch task-instance changes (`GET /api/v1/task-instances/changes`, operationId `watchTaskInstanceChanges`)."""
+        return self._call(
+            "GET",
+            f"/api/v1/task-instances/changes",
+            operation="watchTaskInstanceChanges",
+            expected=200,
+            params={"after": after, "dag_id": dag_id, "run_id": run_id, "state": state, "wait": wait, "limit": limit},
+            body=None,
+            response_type=models.TaskInstanceChangePage,
+        )
+
 
 class AsyncOperations(_AsyncTransport):
     """Awaitable calls; mixed into ``tocsin_client.AsyncClient``."""
@@ -1044,4 +1066,25 @@ class AsyncOperations(_AsyncTransport):
             params={},
             body=body,
             response_type=models.TaskInstance,
+        )
+
+    async def watch_task_instance_changes(
+        self,
+        *,
+        after: int | None = None,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        state: models.TaskInstanceStateName | None = None,
+        wait: float | None = None,
+        limit: int | None = None,
+    ) -> models.TaskInstanceChangePage:
+        """Watch task-instance changes (`GET /api/v1/task-instances/changes`, operationId `watchTaskInstanceChanges`)."""
+        return await self._call(
+            "GET",
+            f"/api/v1/task-instances/changes",
+            operation="watchTaskInstanceChanges",
+            expected=200,
+            params={"after": after, "dag_id": dag_id, "run_id": run_id, "state": state, "wait": wait, "limit": limit},
+            body=None,
+            response_type=models.TaskInstanceChangePage,
         )

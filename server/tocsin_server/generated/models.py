@@ -15,6 +15,19 @@ class Struct(_Struct, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
+class TaskInstanceChangeReason(StrEnum):
+    deferred = "deferred"
+    resumed = "resumed"
+    ended = "ended"
+    trigger_failed = "trigger-failed"
+    timed_out = "timed-out"
+    changed = "changed"
+
+
+class ChangeBookmark(Struct, kw_only=True, tag_field="type", tag="bookmark"):
+    version: Annotated[int, Meta(ge=0)]
+
+
 class FieldError(Struct, kw_only=True):
     key: Annotated[
         str,
@@ -1399,6 +1412,55 @@ class AssetEventList(Struct, kw_only=True):
     ]
 
 
+class TaskInstanceChange(Struct, kw_only=True, tag_field="type", tag="change"):
+    version: Annotated[
+        int,
+        Meta(
+            description="The change's place in the log; larger than every version committed before it.",
+            ge=1,
+        ),
+    ]
+    task_instance_id: UUID
+    dag_id: DagIdValue
+    run_id: RunIdValue
+    task_id: TaskIdValue
+    map_index: Annotated[int, Meta(ge=-1)]
+    try_number: Annotated[int, Meta(ge=0)]
+    previous_state: TaskInstanceStateName
+    state: TaskInstanceStateName
+    reason: TaskInstanceChangeReason
+    changed_at: Annotated[
+        datetime, Meta(description="When the change was made, by the server's clock.")
+    ]
+
+
+ChangeStreamItem: TypeAlias = Annotated[
+    TaskInstanceChange | ChangeBookmark,
+    Meta(description="One line of the `application/x-ndjson` stream."),
+]
+
+
+class TaskInstanceChangePage(Struct, kw_only=True):
+    changes: Annotated[
+        list[TaskInstanceChange],
+        Meta(description="The changes after `after`, oldest first."),
+    ]
+    version: Annotated[
+        int,
+        Meta(
+            description="Where to read on from: the last change's version, or (no change) the version the page was read after. Pass it as the next `after`.",
+            ge=0,
+        ),
+    ]
+    wait_s: Annotated[
+        float,
+        Meta(
+            description="How long this answer could wait for a change: the `wait` asked for, or 30 when a longer wait was clamped.",
+            ge=0.0,
+        ),
+    ]
+
+
 class Problem(Struct, kw_only=True):
     type: Annotated[
         str,
@@ -1563,4 +1625,14 @@ class TriggerEventsResult(Struct, kw_only=True):
     ]
     failed: Annotated[
         int, Meta(description="How many events were not applied.", examples=[0], ge=0)
+    ]
+
+
+class HistoryExpiredProblem(Problem, kw_only=True):
+    oldest_version: Annotated[
+        int,
+        Meta(
+            description="The oldest change still kept; reading on with `after` one less than it misses nothing more.",
+            ge=0,
+        ),
     ]
