@@ -99,7 +99,9 @@ def test__event_racing_a_reassignment_applies_at_most_once(
                 response = await client.post(
                     f"/execution/triggers/{t}/event", json={"event_id": f"new-{t}", "payload": -t}, headers=new
                 )
-                assert response.status_code == 200
+                # When the old job's event applied first, nothing waits on the trigger any more and the server's
+                # cleanup duty may delete it before this event arrives: 404 then, and nothing moves (checked below).
+                assert response.status_code in ((200, 404) if statuses[t] == 200 else (200,)), (t, response.text)
             tis = (
                 await client.get("/api/v1/task-instances", params={"dag_id": "race", "limit": 1000}, headers=admin)
             ).json()
