@@ -28,6 +28,7 @@ DEFERRED_TI = {
     "trigger_timeout": None,
     "next_method": "execute_complete",
     "next_kwargs": {},
+    "start_from_trigger": False,
 }
 
 
