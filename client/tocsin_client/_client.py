@@ -190,14 +190,23 @@ class Client(_BaseClient, SyncOperations):
         next_method: str = DEFAULT_NEXT_METHOD,
         next_kwargs: Mapping[str, Any] | None = None,
         trigger_timeout: timedelta | float | None = None,
+        start_from_trigger: bool = False,
     ) -> TaskInstance:
         """Defer a running task instance on ``trigger`` (``updateTaskInstanceState`` with a ``deferred`` body).
 
         The body comes from ``trigger.serialize()``: its classpath and serde-encoded kwargs. When the trigger
         fires, the task instance is scheduled with ``next_method`` and ``next_kwargs`` plus ``{"event": payload}``.
+        With ``start_from_trigger=True`` the task instance must not have run yet (``none``, ``scheduled`` or
+        ``queued``; API version 2027-01-01): it starts on the trigger, and a terminal event ends it there.
         See ``tocsin_client._defer.deferral`` for the arguments and docs/triggers.md for the whole path.
         """
-        body = deferral(trigger, next_method=next_method, next_kwargs=next_kwargs, trigger_timeout=trigger_timeout)
+        body = deferral(
+            trigger,
+            next_method=next_method,
+            next_kwargs=next_kwargs,
+            trigger_timeout=trigger_timeout,
+            start_from_trigger=start_from_trigger,
+        )
         return self.update_task_instance_state(task_instance_id, body)
 
     def close(self) -> None:
@@ -260,9 +269,17 @@ class AsyncClient(_BaseClient, AsyncOperations):
         next_method: str = DEFAULT_NEXT_METHOD,
         next_kwargs: Mapping[str, Any] | None = None,
         trigger_timeout: timedelta | float | None = None,
+        start_from_trigger: bool = False,
     ) -> TaskInstance:
-        """Defer a running task instance on ``trigger``; the coroutine twin of ``Client.defer_task_instance``."""
-        body = deferral(trigger, next_method=next_method, next_kwargs=next_kwargs, trigger_timeout=trigger_timeout)
+        """Defer a task instance on ``trigger`` (``start_from_trigger``: one that has not run); the coroutine twin
+        of ``Client.defer_task_instance``."""
+        body = deferral(
+            trigger,
+            next_method=next_method,
+            next_kwargs=next_kwargs,
+            trigger_timeout=trigger_timeout,
+            start_from_trigger=start_from_trigger,
+        )
         return await self.update_task_instance_state(task_instance_id, body)
 
     async def aclose(self) -> None:

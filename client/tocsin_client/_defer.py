@@ -33,6 +33,7 @@ def deferral(
     next_method: str = DEFAULT_NEXT_METHOD,
     next_kwargs: Mapping[str, Any] | None = None,
     trigger_timeout: timedelta | float | None = None,
+    start_from_trigger: bool = False,
 ) -> DeferredStateUpdate:
     """The ``deferred`` state update that hands the task instance to ``trigger``.
 
@@ -42,6 +43,10 @@ def deferral(
         next_method: The task's method to resume with when the trigger fires.
         next_kwargs: Extra kwargs for ``next_method``; the event's payload joins them under ``event``.
         trigger_timeout: After this long (a timedelta or seconds) the deferral fails with "trigger timeout"; None: never.
+        start_from_trigger: Start a task instance that has not run (``none``, ``scheduled`` or ``queued``) on the
+            trigger, no worker needed: the trigger ends it with a terminal event or resumes it to a worker.
+            False (the default) defers a running task instance and leaves the field out of the body, so the
+            request also suits API versions older than 2027-01-01, which do not know it.
 
     Raises:
         ValueError: The classpath cannot be imported by a triggerer (not dotted, or defined in ``__main__``).
@@ -64,4 +69,5 @@ def deferral(
         next_method=next_method,
         trigger_timeout=None if seconds is None else float(seconds),
         next_kwargs=msgspec.UNSET if next_kwargs is None else serde.serialize(dict(next_kwargs)),
+        start_from_trigger=True if start_from_trigger else msgspec.UNSET,
     )

@@ -59,6 +59,8 @@ def sync_calls(client: Client, ti_id: UUID) -> None:
     client.defer_task_instance(ti_id, trigger, trigger_timeout=timedelta(hours=1))
     client.defer_task_instance(ti_id, "tocsin_client.triggers.TimeDeltaTrigger")  # type: ignore[arg-type]
     client.defer_task_instance(ti_id, trigger, "resume")  # type: ignore[call-arg]
+    assert_type(client.defer_task_instance(ti_id, trigger, start_from_trigger=True).start_from_trigger, bool)
+    client.defer_task_instance(ti_id, trigger, start_from_trigger="yes")  # type: ignore[arg-type]
     assert_type(deferral(trigger), models.DeferredStateUpdate)
 
 
@@ -73,3 +75,5 @@ async def async_calls(client: AsyncClient, ti_id: UUID) -> None:
     await client.update_task_instance_state(ti_id, {"state": "running"})  # type: ignore[arg-type]
     deferred = await client.defer_task_instance(ti_id, TimeDeltaTrigger(timedelta(seconds=5)), next_method="resume")
     assert_type(deferred, models.TaskInstance)
+    started = await client.defer_task_instance(ti_id, TimeDeltaTrigger(timedelta(seconds=5)), start_from_trigger=True)
+    assert_type(started.start_from_trigger, bool)

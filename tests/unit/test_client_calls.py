@@ -135,6 +135,7 @@ def test__call__with_tagged_union_body__sends_the_tag() -> None:
         "trigger_timeout": None,
         "next_method": None,
         "next_kwargs": None,
+        "start_from_trigger": False,
     }
 
     def handler(request: httpx.Request) -> httpx.Response:

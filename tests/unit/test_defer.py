@@ -28,6 +28,7 @@ DEFERRED_TI = {
     "trigger_timeout": None,
     "next_method": "execute_complete",
     "next_kwargs": {},
+    "start_from_trigger": False,
 }
 
 
@@ -125,6 +126,42 @@ async def test__async_defer_task_instance__patches_the_state_with_the_deferral()
     assert ti.id == TI_ID
     assert msgspec.json.decode(seen[0].content)["next_method"] == "go"
     assert msgspec.json.decode(seen[0].content)["classpath"] == "tocsin_client.triggers.DateTimeTrigger"
+
+
+def test__deferral__sends_start_from_trigger_only_when_asked() -> None:
+    # Left out by default, so an ordinary deferral is a body every API version accepts (older ones refuse the field).
+    assert "start_from_trigger" not in msgspec.json.decode(msgspec.json.encode(deferral(DateTimeTrigger(MOMENT))))
+    started = deferral(DateTimeTrigger(MOMENT), start_from_trigger=True)
+    assert msgspec.json.decode(msgspec.json.encode(started))["start_from_trigger"] is True
+
+
+def test__defer_task_instance__starts_from_the_trigger_in_one_call() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={**DEFERRED_TI, "start_from_trigger": True})
+
+    with Client("http://tocsin.test", token="t", transport=httpx.MockTransport(handler)) as client:
+        ti = client.defer_task_instance(TI_ID, DateTimeTrigger(MOMENT), start_from_trigger=True)
+
+    assert ti.start_from_trigger is True
+    sent = msgspec.json.decode(seen[0].content)
+    assert (sent["state"], sent["start_from_trigger"]) == ("deferred", True)
+
+
+async def test__async_defer_task_instance__starts_from_the_trigger_in_one_call() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={**DEFERRED_TI, "start_from_trigger": True})
+
+    async with AsyncClient("http://tocsin.test", token="t", transport=httpx.MockTransport(handler)) as client:
+        ti = await client.defer_task_instance(TI_ID, DateTimeTrigger(MOMENT), start_from_trigger=True)
+
+    assert ti.start_from_trigger is True
+    assert msgspec.json.decode(seen[0].content)["start_from_trigger"] is True
 
 
 def code_lines(text: str) -> list[str]:

@@ -467,6 +467,13 @@ class TaskInstance(Struct, kw_only=True):
         ]
         | None
     )
+    start_from_trigger: Annotated[
+        bool,
+        Meta(
+            description="True once the task instance was started from a trigger: deferred with `start_from_trigger: true`\nbefore it ever ran. It stays true after the trigger resumes or ends it. Added in 2027-01-01.\n",
+            examples=[False],
+        ),
+    ]
 
 
 class TaskInstanceBody(Struct, kw_only=True):
@@ -590,6 +597,16 @@ class DeferredStateUpdate(Struct, kw_only=True, tag_field="state", tag="deferred
             Meta(
                 description="Extra kwargs for next_method, serde-encoded; stored as received.",
                 examples=[{}],
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
+    start_from_trigger: (
+        Annotated[
+            bool,
+            Meta(
+                description="True: start the task instance from the trigger. It must not have run (`none`, `scheduled` or\n`queued`, else 409); it never needs a worker unless its trigger resumes it. Its `try_number` is kept.\nFalse or absent: an ordinary deferral, from `running` only. Added in 2027-01-01.\n",
+                examples=[True],
             ),
         ]
         | UnsetType

@@ -41,6 +41,11 @@ ALLOWED_FROM: Final[dict[str, frozenset[str]]] = {
 }
 """The states a task instance may move to each state from. Leaving `deferred` is the server's own work."""
 
+NOT_RUN: Final = frozenset({S.none, S.scheduled, S.queued})
+"""Where a deferral with ``start_from_trigger`` comes from: a task instance that has not run (Airflow's
+``start_from_trigger``). Kept apart from ``ALLOWED_FROM[deferred]`` on purpose: a worker deferring a task that is
+no longer running (reset under it) still gets 409, only an explicit start from a trigger skips ``running``."""
+
 
 def to_model(row: m.TaskInstance) -> TaskInstance:
     return TaskInstance(
@@ -55,6 +60,7 @@ def to_model(row: m.TaskInstance) -> TaskInstance:
         trigger_timeout=row.trigger_timeout,
         next_method=row.next_method,
         next_kwargs=None if row.next_kwargs is None else raw_json(row.next_kwargs),
+        start_from_trigger=row.start_from_trigger,
     )
 
 
@@ -144,10 +150,13 @@ async def update_state(
     if row is None:
         raise _not_found(task_instance_id)
     target = S(str(type(update).__struct_config__.tag))
-    if row.state not in ALLOWED_FROM[target]:
-        allowed = ", ".join(sorted(ALLOWED_FROM[target]))
-        msg = f"task instance {task_instance_id} is {row.state}; it can move to {target} only from {allowed}"
-        raise ConflictError(msg, field="state")
+    from_trigger = isinstance(update, DeferredStateUpdate) and update.start_from_trigger is True
+    allowed_from = NOT_RUN if from_trigger else ALLOWED_FROM[target]
+    if row.state not in allowed_from:
+        allowed = ", ".join(sorted(allowed_from))
+        how = "start from a trigger" if from_trigger else f"move to {target}"
+        msg = f"task instance {task_instance_id} is {row.state}; it can {how} only from {allowed}"
+        raise ConflictError(msg, field="start_from_trigger" if from_trigger else "state")
     now = utcnow()
     if isinstance(update, DeferredStateUpdate):
         trigger = m.Trigger(
@@ -162,6 +171,9 @@ async def update_state(
         row.next_kwargs = msgspec.json.encode({} if update.next_kwargs is UNSET else update.next_kwargs).decode()
         timeout = update.trigger_timeout
         row.trigger_timeout = None if timeout is UNSET or timeout is None else now + timedelta(seconds=timeout)
+        # Set once and kept (a later resume, run or end does not clear it). try_number is left as the engine gave
+        # it, as `running` leaves it: Airflow adds one here only because it counts a try when scheduling it.
+        row.start_from_trigger = row.start_from_trigger or from_trigger
     elif row.state == S.deferred:
         row.trigger_id = None
         row.trigger_timeout = None

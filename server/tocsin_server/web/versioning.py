@@ -194,8 +194,18 @@ VERSION_CHANGES: Final = (
     VersionChange(
         "2027-01-01",
         "Unknown query parameters refused; trigger, job and log filters and fields for operators (tocsin triggers "
-        "list, jobs list, logs --follow).",
+        "list, jobs list, logs --follow); task instances that start from a trigger.",
         (
+            # Older requests that send the field get 422; without it a deferral still needs `running`, as it did.
+            RequestFieldAdded("updateTaskInstanceState", "DeferredStateUpdate", "start_from_trigger"),
+            ResponseFieldAdded(
+                ("updateTaskInstanceState", "createTaskInstance", "getTaskInstance"),
+                ("TaskInstance",),
+                "start_from_trigger",
+            ),
+            ResponseFieldAdded(
+                ("listTaskInstances",), ("TaskInstance",), "start_from_trigger", within="task_instances[]"
+            ),
             UnknownQueryParametersRefused(),
             QueryParameterAdded("listTriggers", "state"),
             QueryParameterAdded("listTriggers", "job_id"),
