@@ -42,6 +42,16 @@ def sqlite_open_only(database_url: str) -> str:
     return opened.render_as_string(hide_password=False)
 
 
+def sqlite_file_uri(database_url: str) -> str | None:
+    """The SQLite URI (for the ``sqlite3`` module) that opens the file of ``database_url`` read-write without
+    creating it; None for in-memory databases and URLs that are already URIs."""
+    url = make_url(database_url)
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:") or "uri" in url.query:
+        return None
+    return f"file:{quote(database)}?mode=rw"
+
+
 def application_name() -> str:
     """How this server process names itself to PostgreSQL (``pg_stat_activity.application_name``), so an operator
     sees which replica and process holds a connection or a lock. Read per engine: each uvicorn worker is a process

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.engine import make_url
@@ -65,9 +66,9 @@ async def check_migrated(reads: Reads, target: Target) -> str:
 
 
 def database_error_types() -> tuple[type[Exception], ...]:
-    """Exceptions that may mean the database is away: SQLAlchemy's, the socket's, and asyncpg's own (the hot
-    read path uses asyncpg directly)."""
-    types: list[type[Exception]] = [SQLAlchemyError, OSError]
+    """Exceptions that may mean the database is away: SQLAlchemy's, the socket's, and the drivers' own (the hot
+    read path uses asyncpg, or the ``sqlite3`` module, directly)."""
+    types: list[type[Exception]] = [SQLAlchemyError, OSError, sqlite3.OperationalError]
     with contextlib.suppress(ImportError):
         import asyncpg  # noqa: PLC0415 - the PostgreSQL extra is optional
 

@@ -198,6 +198,11 @@ def create_reads(settings: Settings) -> Reads:
 
         dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
         return AsyncpgReads(dsn, settings.db_pool_size, application_name=application_name())
-    from tocsin_server.db.engine import create_read_engine  # noqa: PLC0415
+    from tocsin_server.db.engine import create_read_engine, sqlite_file_uri  # noqa: PLC0415
 
-    return EngineReads(create_read_engine(settings))
+    uri = sqlite_file_uri(settings.database_url)
+    if uri is not None:
+        from tocsin_server.db.sqlite_reads import LoopSqliteReads  # noqa: PLC0415
+
+        return LoopSqliteReads(uri, threads=settings.db_pool_size)
+    return EngineReads(create_read_engine(settings))  # in memory, or a URI the operator wrote: as it is
