@@ -153,6 +153,16 @@ def test__drift__changed_status_code_is_detected(live_schema: dict[str, Any]) ->
     }
 
 
+def test__drift__a_changed_rule_across_fields_is_detected(live_schema: dict[str, Any]) -> None:
+    spec = copy.deepcopy(load_spec(LATEST))
+    rule = spec["components"]["schemas"]["TriggerEventBody"]
+    rule["if"]["properties"]["event_type"]["const"] = "task_success"
+    rule["else"]["properties"]["xcoms"]["propertyNames"] = {"type": "string", "maxLength": 10}
+    wheres = {f.where for f in compare(spec, live_schema, ALLOWED_DRIFT)}
+    body = "/POST /execution/triggers/{trigger_id}/event/requestBody/content/application/json"
+    assert {f"{body}/if/properties/event_type/enum[0]", f"{body}/else/properties/xcoms/propertyNames/pattern"} <= wheres
+
+
 def test__drift__missing_operation_is_detected(live_schema: dict[str, Any]) -> None:
     live = copy.deepcopy(live_schema)
     del live["paths"]["/execution/variables/{key}"]["delete"]

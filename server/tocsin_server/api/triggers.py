@@ -6,7 +6,7 @@ from typing import Annotated, Any, Final
 
 from litestar import Request, Router, get, post
 from litestar.datastructures import State
-from litestar.openapi.spec import Schema
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET
 
@@ -19,11 +19,13 @@ from tocsin_server.api._common import (
     DbSession,
     Limit,
     Offset,
+    constraints,
     problems,
     strict_query,
 )
 from tocsin_server.generated.models import (
     CleanupResult,
+    IdentifierValue,
     TriggerEventBody,
     TriggerEventItem,
     TriggerEventItemResult,
@@ -52,10 +54,13 @@ RawTriggerEventsBody = raw_twin(TriggerEventsBody, {TriggerEventItem: raw_twin(T
 XCOMS_ONLY_WITH_TERMINAL_EVENTS: Final = Schema(
     schema_if=Schema(properties={"event_type": Schema(const=events.EventType.resume.value)}),
     then=Schema(properties={"xcoms": False}),  # type: ignore[dict-item]  # JSON Schema's "never valid"
+    schema_else=Schema(
+        properties={"xcoms": Schema(property_names=Schema(type=OpenAPIType.STRING, **constraints(IdentifierValue)))}
+    ),
 )
-"""The rule events.submit_events enforces, published on TriggerEventBody: a resume event (event_type resume, or
-absent: its default) has no xcoms. A bulk item breaking it is refused in its own result, so TriggerEventItem does
-not carry it."""
+"""The rules events.submit_events enforces, published on TriggerEventBody: a resume event (event_type resume, or
+absent: its default) has no xcoms; a terminal one's xcom keys are identifiers. A bulk item breaking them is
+refused in its own result, so TriggerEventItem does not carry them."""
 
 
 def _incoming(trigger_id: int, data: Any) -> events.IncomingEvent:
