@@ -95,7 +95,7 @@ def normalize_schema(schema: Any) -> Any:
         if key == "properties":
             out[key] = {name: normalize_schema(sub) for name, sub in value.items()}
             continue
-        if key in ("items", "not"):
+        if key in ("items", "not", "if", "then", "else", "propertyNames"):
             out[key] = normalize_schema(value)
             continue
         if key == "allOf" and len(value) == 1:

@@ -19,6 +19,7 @@ from tocsin_server.web.spec import load_spec
 from tocsin_server.web.tokens import TokenAuthority
 from tocsin_server.web.versioning import VERSIONS
 
+from harness.databases import empty_database
 from harness.live_server import LiveServer
 from tests.conftest import SECRET
 
@@ -62,6 +63,10 @@ def _fuzz(case: schemathesis.Case, server: LiveServer, version: str) -> None:
     # the garbage collector, whose ResourceWarning then fails whichever later test it lands in.
     with requests.Session() as session:
         response = case.call(base_url=server.url, session=session)
+    _validate(case, response)
+
+
+def _validate(case: schemathesis.Case, response: Any) -> None:
     if response.status_code == 414:
         # The documented URL limit (every version; files before 2026-12-15 do not list it yet). Schemathesis
         # counts any refusal of a schema-valid request as a failure, but the schema cannot say how long a URL
@@ -99,3 +104,51 @@ def _fuzz_test(version: str) -> Any:
 # edit here, and a test id still says which file failed.
 for _version in VERSIONS:
     globals()[f"test__fuzz_{_version.replace('-', '_')}"] = _fuzz_test(_version)
+
+
+# --- stateful: the spec's links (registerJob → loadTriggers → getTriggerWorkloads → submitTriggerEvent, createDagRun
+# → createTaskInstance → ...) chain calls, each fed from an earlier answer. Bounded: a few short scenarios.
+
+STATEFUL = settings(
+    max_examples=25, stateful_step_count=10, deadline=None, suppress_health_check=list(HealthCheck), database=None
+)
+
+
+def _job_scoped(case: schemathesis.Case) -> bool:
+    """Whether the operation's declared security admits the job token only (the spec says which)."""
+    return case.operation.definition.raw.get("security") == [{"bearer": ["job"]}]
+
+
+@pytest.mark.slow
+@ONE_BACKEND
+def test__stateful_fuzz_latest_follows_the_links(live: LiveServer) -> None:
+    class Workflow(SCHEMAS[VERSIONS[-1]].as_state_machine()):  # type: ignore[misc]
+        """Job-scoped operations get the job token the scenario's last registerJob returned, so the orchestration
+        flow runs as a triggerer's would rather than stopping at 403."""
+
+        def setup(self) -> None:
+            # Each scenario from an empty database: which links a scenario can follow depends on what earlier
+            # answers created, and Hypothesis replays a scenario expecting the same answers.
+            empty_database(live.env["TOCSIN_DATABASE_URL"])
+            self.session = requests.Session()
+            self.job_token: str | None = None
+
+        def teardown(self) -> None:
+            self.session.close()
+
+        def before_call(self, case: schemathesis.Case) -> None:
+            case.headers = {**(case.headers or {}), "Tocsin-API-Version": VERSIONS[-1]}
+            if self.job_token is not None and _job_scoped(case) and "Authorization" in case.headers:
+                case.headers["Authorization"] = f"Bearer {self.job_token}"
+
+        def after_call(self, response: Any, case: schemathesis.Case) -> None:
+            if case.operation.definition.raw.get("operationId") == "registerJob" and response.status_code == 201:
+                self.job_token = response.json()["token"]
+
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"base_url": live.url, "session": self.session}
+
+        def validate_response(self, response: Any, case: schemathesis.Case, **kwargs: Any) -> None:
+            _validate(case, response)
+
+    Workflow.run(settings=STATEFUL)

@@ -1103,7 +1103,7 @@ class TriggerEventItem(Struct, kw_only=True):
         Annotated[
             dict[str, Any],
             Meta(
-                description="For terminal event types, XComs to push for the task instance before it ends (key → JSON value).",
+                description="For terminal event types, XComs to push for the task instance before it ends (key → JSON value, a key an `IdentifierValue`). An item with `xcoms` and no terminal `event_type`, or a key that is not an identifier, is refused in its own result (422).",
                 examples=[{"return_value": {"rows": 42}}],
             ),
         ]
@@ -1568,7 +1568,7 @@ class TriggerEventBody(Struct, kw_only=True):
         Annotated[
             dict[str, Any],
             Meta(
-                description="For terminal event types, XComs to push for the task instance before it ends (key → JSON value).",
+                description="XComs to push for the task instance before it ends (key → JSON value; a key is an `IdentifierValue`); only with a terminal `event_type`.",
                 examples=[{"return_value": {"rows": 42}}],
             ),
         ]

@@ -63,6 +63,7 @@ _DESCRIPTIONS: Final = {
     431: "The request's header fields are larger than the server accepts (answered by the HTTP layer).",
     422: "The body is well-formed JSON but does not fit the schema; `errors` names the fields.",
     503: "The server cannot serve now (for example, the database is unreachable).",
+    500: "The server failed on an error it did not expect; the error is logged.",
 }
 
 
@@ -85,6 +86,8 @@ def strict_query(*names: str) -> Guard:
 
 EVERY: Final = (414, 431)
 """Every request can get these, before any operation is chosen (``tocsin_server.web.http_limits``)."""
+UNEXPECTED: Final = 500
+"""And any operation this one, on an error nobody expected (``tocsin_server.web.problems``: problem+json)."""
 
 
 def problems(*codes: int) -> dict[int, ResponseSpec]:
@@ -96,7 +99,7 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
             description=_DESCRIPTIONS[code],
             generate_examples=False,
         )
-        for code in (*codes, *EVERY)
+        for code in (*codes, *EVERY, UNEXPECTED)
     }
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from litestar import Request, Router, get, post
 from litestar.datastructures import State
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET
 
@@ -18,11 +19,13 @@ from tocsin_server.api._common import (
     DbSession,
     Limit,
     Offset,
+    constraints,
     problems,
     strict_query,
 )
 from tocsin_server.generated.models import (
     CleanupResult,
+    IdentifierValue,
     TriggerEventBody,
     TriggerEventItem,
     TriggerEventItemResult,
@@ -48,6 +51,16 @@ TriggerId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 RawTriggerEventBody = raw_twin(TriggerEventBody)
 """TriggerEventBody with ``payload`` and ``xcoms`` as ``msgspec.Raw``: the server never decodes a payload."""
 RawTriggerEventsBody = raw_twin(TriggerEventsBody, {TriggerEventItem: raw_twin(TriggerEventItem)})
+XCOMS_ONLY_WITH_TERMINAL_EVENTS: Final = Schema(
+    schema_if=Schema(properties={"event_type": Schema(const=events.EventType.resume.value)}),
+    then=Schema(properties={"xcoms": False}),  # type: ignore[dict-item]  # JSON Schema's "never valid"
+    schema_else=Schema(
+        properties={"xcoms": Schema(property_names=Schema(type=OpenAPIType.STRING, **constraints(IdentifierValue)))}
+    ),
+)
+"""The rules events.submit_events enforces, published on TriggerEventBody: a resume event (event_type resume, or
+absent: its default) has no xcoms; a terminal one's xcom keys are identifiers. A bulk item breaking them is
+refused in its own result, so TriggerEventItem does not carry them."""
 
 
 def _incoming(trigger_id: int, data: Any) -> events.IncomingEvent:
@@ -149,7 +162,7 @@ async def get_trigger_workloads(
     tags=["triggerer"],
     guards=[JOB],
     status_code=200,
-    dto=RawBody.of(TriggerEventBody, RawTriggerEventBody),
+    dto=RawBody.of(TriggerEventBody, RawTriggerEventBody, XCOMS_ONLY_WITH_TERMINAL_EVENTS),
     return_dto=None,
     responses=problems(*WITH_BODY, 404, 409),
 )

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Final
 import msgspec
 from litestar.dto import AbstractDTO
 from litestar.exceptions import ValidationException
+from litestar.openapi.spec import Schema
 from litestar.typing import FieldDefinition
 
 from tocsin_server.web.body_errors import BodyMismatchError, MalformedBodyError
@@ -34,7 +35,7 @@ from tocsin_server.web.framework_text import msgspec_error_location, msgspec_nam
 if typing.TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
     from litestar.dto.data_structures import DTOFieldDefinition
-    from litestar.openapi.spec import Reference, Schema
+    from litestar.openapi.spec import Reference
 
 _OBJECTS_KEY: Final = "__raw_objects__"
 """Class attribute of a twin: its raw fields that the spec types as JSON objects."""
@@ -199,17 +200,23 @@ def json_body(schema: Any) -> type[RawBody]:
 
 
 class RawBody(AbstractDTO[Any]):
-    """Decodes the body into ``decode_type`` in one pass; publishes ``schema_type`` as the request schema."""
+    """Decodes the body into ``decode_type`` in one pass; publishes ``schema_type`` as the request schema.
+
+    ``rule``: a rule across fields (``if``/``then``) that the generated model cannot carry (msgspec has no such
+    constraint) and a domain service enforces; it is published on the body's schema, where the contract gate
+    compares it with the spec's.
+    """
 
     decode_type: ClassVar[Any]
     schema_type: ClassVar[Any]
+    rule: ClassVar[Schema | None] = None
 
     @classmethod
-    def of(cls, schema_type: Any, decode_type: Any) -> type[RawBody]:
+    def of(cls, schema_type: Any, decode_type: Any, rule: Schema | None = None) -> type[RawBody]:
         return type(
             f"RawBody[{getattr(schema_type, '__name__', 'union')}]",
             (cls,),
-            {"decode_type": decode_type, "schema_type": schema_type, "model_type": decode_type},
+            {"decode_type": decode_type, "schema_type": schema_type, "model_type": decode_type, "rule": rule},
         )
 
     @classmethod
@@ -230,9 +237,17 @@ class RawBody(AbstractDTO[Any]):
     def create_openapi_schema(
         cls, field_definition: FieldDefinition, handler_id: str, schema_creator: SchemaCreator
     ) -> Reference | Schema:
-        return schema_creator.for_field_definition(
+        published = schema_creator.for_field_definition(
             FieldDefinition.from_annotation(cls.schema_type, kwarg_definition=field_definition.kwarg_definition)
         )
+        if cls.rule is not None:
+            schema = (
+                published
+                if isinstance(published, Schema)
+                else schema_creator.schema_registry.from_reference(published).schema
+            )
+            schema.schema_if, schema.then, schema.schema_else = cls.rule.schema_if, cls.rule.then, cls.rule.schema_else
+        return published
 
     def decode_bytes(self, value: bytes) -> Any:
         try:
