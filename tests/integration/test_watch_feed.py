@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from tocsin_server.db.transactions import create_sessionmaker
 from tocsin_server.errors import HistoryExpiredError
 from tocsin_server.services import change_feed
 from tocsin_server.services._time import utcnow
+from tocsin_server.services.change_notices import ChangeNotices
 from tocsin_server.services.retention import sweep
 
 from tests.integration.orchestration import defer, register, sql
@@ -220,3 +222,49 @@ async def test__retention_deletes_a_prefix_of_versions_and_moves_the_horizon_the
     finally:
         await reads.stop()
         await engine.dispose()
+
+
+class _CountingReads:
+    """The read path, counting the statements watchers send."""
+
+    def __init__(self, reads: Any) -> None:
+        self.reads = reads
+        self.statements = 0
+
+    async def fetch_one(self, sql: str, params: Any) -> Any:
+        self.statements += 1
+        return await self.reads.fetch_one(sql, params)
+
+    async def fetch_all(self, sql: str, params: Any) -> Any:
+        self.statements += 1
+        return await self.reads.fetch_all(sql, params)
+
+
+async def test__a_hundred_idle_watchers_read_once_each_then_only_when_woken(settings: Any) -> None:
+    reads = create_reads(settings)
+    await reads.start()
+    counting = _CountingReads(reads)
+    notices = ChangeNotices()
+    try:
+        polls = [
+            asyncio.create_task(change_feed.long_poll(counting, notices, 0, 10, change_feed.Filters(), 5.0))  # type: ignore[arg-type]
+            for _ in range(100)
+        ]
+        deadline = time.monotonic() + 5
+        while counting.statements < 300:  # three statements per read (change_feed's docstring)
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1.0)  # idle: nobody reads again
+        assert counting.statements == 300
+        notices.notify()  # a commit: each re-reads once, finds nothing (no change was made) and waits on
+        deadline = time.monotonic() + 5
+        while counting.statements < 600:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)
+        assert counting.statements == 600
+        notices.close()  # the server stops: every long poll answers at once
+        pages = await asyncio.wait_for(asyncio.gather(*polls), 5)
+        assert all(page.changes == [] for page in pages)
+    finally:
+        await reads.stop()
