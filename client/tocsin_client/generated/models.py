@@ -1445,7 +1445,10 @@ class TaskInstanceChange(Struct, kw_only=True, tag_field="type", tag="change"):
 
 ChangeStreamItem: TypeAlias = Annotated[
     TaskInstanceChange | ChangeBookmark,
-    Meta(description="One line of the `application/x-ndjson` stream."),
+    Meta(
+        description="One line of the `application/x-ndjson` stream.",
+        examples=[{"type": "bookmark", "version": 41}],
+    ),
 ]
 
 
@@ -1457,7 +1460,7 @@ class TaskInstanceChangePage(Struct, kw_only=True):
     version: Annotated[
         int,
         Meta(
-            description="Where to read on from: the last change's version, or (no change) the version the page was read after. Pass it as the next `after`.",
+            description="Where to read on from: the last version the server scanned, at least the last change's version (or, with no change, `after`). With filters it moves past the changes they left out, never past a version not yet committed. Pass it as the next `after`.",
             ge=0,
         ),
     ]

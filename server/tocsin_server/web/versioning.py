@@ -194,7 +194,8 @@ VERSION_CHANGES: Final = (
     VersionChange(
         "2027-01-01",
         "Unknown query parameters refused; trigger, job and log filters and fields for operators (tocsin triggers "
-        "list, jobs list, logs --follow); task instances that start from a trigger.",
+        "list, jobs list, logs --follow); task instances that start from a trigger; the watch feed of task-instance "
+        "changes.",
         (
             # Older requests that send the field get 422; without it a deferral still needs `running`, as it did.
             RequestFieldAdded("updateTaskInstanceState", "DeferredStateUpdate", "start_from_trigger"),
@@ -207,6 +208,7 @@ VERSION_CHANGES: Final = (
                 ("listTaskInstances",), ("TaskInstance",), "start_from_trigger", within="task_instances[]"
             ),
             UnknownQueryParametersRefused(),
+            OperationAdded("watchTaskInstanceChanges"),
             QueryParameterAdded("listTriggers", "state"),
             QueryParameterAdded("listTriggers", "job_id"),
             QueryParameterAdded("listTriggers", "classpath"),
