@@ -30,6 +30,7 @@ from tocsin_client.triggers.runtime import TriggerContext
 if TYPE_CHECKING:
     from tocsin_client._client import AsyncClient
     from tocsin_client.generated.models import RunTrigger, WorkloadTaskInstance
+    from tocsin_client.triggerer._slices import Slicer
 
 __all__ = ["CURRENT_TRIGGER", "RunningTrigger", "Sink", "TriggerHost"]
 
@@ -121,6 +122,7 @@ class TriggerHost:
         self._cleanup_timeout_s = cleanup_timeout_s
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._classes: dict[str, type[BaseTrigger]] = {}
+        self.ended = 0  # triggers whose coroutine ended (fired, failed or cancelled), a running total
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -141,14 +143,32 @@ class TriggerHost:
         if (task := self._tasks.pop(trigger_id, None)) is not None:
             task.cancel()
 
-    async def stop(self, timeout_s: float = 5.0) -> None:
-        """Cancel every trigger and wait for their cleanups, at most ``timeout_s``."""
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
+    async def stop(self, timeout_s: float = 5.0, slicer: Slicer | None = None) -> None:
+        """Cancel every trigger and wait for their cleanups, at most ``timeout_s``.
+
+        With a ``slicer`` the cancellations go in slices that let the loop turn (100,000 cancelled at once make
+        one loop turn of seconds); those not cancelled by the deadline are left to the process's exit.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        # Only the tasks still cleaning up are kept: a cancelled task holds its CancelledError, its traceback and
+        # frames, and 100,000 of them kept to the end fill the collector's oldest generation for nothing.
+        cleaning: set[asyncio.Task[None]] = set()
+        if slicer is not None:
+            slicer.begin()
+        while self._tasks:
+            _, task = self._tasks.popitem()
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout_s)
+            cleaning.add(task)
+            task.add_done_callback(cleaning.discard)
+            if slicer is not None:
+                await slicer.done_one()
+                if loop.time() > deadline:
+                    break
+        if slicer is not None:
+            await slicer.pause()
+        if cleaning and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(cleaning), timeout=left)
 
     async def _run(self, workload: RunTrigger) -> None:
         trigger_id = workload.trigger_id
@@ -176,6 +196,7 @@ class TriggerHost:
                 await self._cleanup(trigger_id, trigger)
             if self._tasks.get(trigger_id) is asyncio.current_task():
                 del self._tasks[trigger_id]
+            self.ended += 1
             if not cancelled:
                 self._sink.finished(trigger_id)
 
