@@ -73,6 +73,7 @@ class _Runner:
         self.heap = heap
         self.blocks: list[Block] = []  # appended by the watchdog thread, taken by the loop
         self._lag_s = 0.0
+        self._max_lag_s = 0.0
         self.closing = False  # stopping every trigger: no thaw (a full collection) for a heap about to go
         # Starts and cancels go in slices of about 10 ms, so the loop keeps turning through a burst of 100,000.
         self.starting = Slicer(after_slice=lambda: heap.settle(len(host), host.ended))
@@ -102,6 +103,7 @@ class _Runner:
             expected = loop.time() + PULSE_S
             await asyncio.sleep(PULSE_S)
             self._lag_s = max(0.0, loop.time() - expected)
+            self._max_lag_s = max(self._max_lag_s, self._lag_s)
             self.watchdog.pulse()
             while self.blocks:
                 self._report_block(self.blocks.pop(0))
@@ -109,7 +111,8 @@ class _Runner:
                 next_tick = loop.time() + TICK_S
                 if not self.closing:
                     self.heap.check(len(self.host), self.host.ended)
-                tick = Tick(running=len(self.host), lag_s=self._lag_s, blocked_total=self.watchdog.blocked_total)
+                tick = Tick(len(self.host), self._lag_s, self.watchdog.blocked_total, self._max_lag_s)
+                self._max_lag_s = 0.0
                 self.writer.write(encode(tick))
 
     def _report_block(self, block: Block) -> None:
