@@ -98,7 +98,7 @@ async def test__time_trigger_due_soon__sleeps_in_its_task(host: Any) -> None:
 
 async def test__time_trigger_that_cannot_be_built__still_fails_as_itself(host: Any) -> None:
     runner, sink = host
-    runner.start(workload(6, DT, {"moment": datetime(2030, 1, 1)}))  # noqa: DTZ001 - naive on purpose
+    runner.start(workload(6, DT, {"moment": datetime(2030, 1, 1)}))
     await sink.until(lambda: sink.failures, timeout_s=5)
     assert sink.failures[0].trigger_id == 6
     assert "timezone-aware" in sink.failures[0].error
