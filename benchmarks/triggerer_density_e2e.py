@@ -177,7 +177,13 @@ async def measure(n: int, args: argparse.Namespace, folder: Path) -> dict[str, A
     await asyncio.to_thread(migrate.upgrade, database_url)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "TOCSIN_DATABASE_URL": database_url, "TOCSIN_JWT_SECRET": SECRET}
+    # The server caps a job's capacity at TOCSIN_MAX_CAPACITY (100,000 by default): one host holding N needs more.
+    env = {
+        **os.environ,
+        "TOCSIN_DATABASE_URL": database_url,
+        "TOCSIN_JWT_SECRET": SECRET,
+        "TOCSIN_MAX_CAPACITY": str(max(n, 100_000)),
+    }
     if args.claims_per_call:
         env["TOCSIN_MAX_CLAIMS_PER_CALL"] = str(args.claims_per_call)
     cli = [sys.executable, "-m", "tocsin_cli"]
