@@ -1,6 +1,7 @@
 """Triggerer density: memory per idle trigger and idle CPU, beside a bare uvloop baseline in the same run.
 
     .venv/bin/python benchmarks/triggerer_density.py [N ...]      (default: 10000 50000 100000)
+    .venv/bin/python benchmarks/triggerer_density.py --end-to-end [--runners 2] [--db sqlite|postgres] [N ...]
 
 For each N it starts a real runner process (the same ``RunnerPool`` the supervisor uses), measures its RSS
 empty, hands it N ``DateTimeTrigger`` workloads due in 30 days (each with a task instance and a 300-byte
@@ -8,6 +9,9 @@ token, like real workloads), waits until all N run, lets it settle, then measure
 ``--idle`` seconds. The baseline is a bare uvloop process holding N tasks that each ``await
 asyncio.sleep(30 days)``: the floor any asyncio triggerer pays. Airflow 3.3.2's recorded anchor (27 KiB per
 idle trigger, stalled before 19,000) is printed beside them. Standard library + tocsin only; Linux /proc.
+
+``--end-to-end`` (``triggerer_density_e2e``): a real ``tocsin api-server`` on a fresh database seeded with N
+deferred task instances, and a real ``tocsin triggerer`` claiming them all.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from tocsin_client import serde
 from tocsin_client.generated.models import RunTrigger, WorkloadTaskInstance
 from tocsin_client.triggerer import TriggererConfig
 from tocsin_client.triggerer._pool import RunnerPool
+from tocsin_client.triggerer._registry import Registry
 
 AIRFLOW_KIB_PER_TRIGGER = 27
 TICK = os.sysconf("SC_CLK_TCK")
@@ -98,7 +103,7 @@ def workloads(n: int) -> list[RunTrigger]:
 
 async def measure_runner(n: int, settle_s: float, idle_s: float) -> dict[str, float]:
     config = TriggererConfig(api_url="http://127.0.0.1:9", token="unused", runners=1)
-    pool = RunnerPool(config, lambda report: None, lambda lost: None)
+    pool = RunnerPool(config, Registry(1), lambda report: None, lambda lost: None)
     await pool.start()
     runner = pool._runners[0]
     assert runner.process is not None
@@ -122,7 +127,7 @@ async def measure_runner(n: int, settle_s: float, idle_s: float) -> dict[str, fl
         "fds": fds(pid),
         "cpu_pct": await idle_cpu_pct(pid, idle_s),
         "load_s": load_s,
-        "lag_ms": runner.lag_s * 1000,
+        "lag_ms": pool.peak_lag_s() * 1000,
     }
     await pool.stop(5.0)
     return result
@@ -153,14 +158,24 @@ async def main() -> None:
     parser.add_argument("sizes", nargs="*", type=int, default=[10_000, 50_000, 100_000])
     parser.add_argument("--settle", type=float, default=5.0)
     parser.add_argument("--idle", type=float, default=20.0)
+    parser.add_argument("--end-to-end", action="store_true", help="a real triggerer claiming from a real server")
+    parser.add_argument("--runners", type=int, default=2, help="with --end-to-end")
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="postgres", help="with --end-to-end")
+    parser.add_argument("--ramp-timeout", type=float, default=600.0, help="with --end-to-end")
+    parser.add_argument("--claims-per-call", type=int, default=None, help="TOCSIN_MAX_CLAIMS_PER_CALL, e2e")
     args = parser.parse_args()
+    if args.end_to_end:
+        from triggerer_density_e2e import run_end_to_end
+
+        await run_end_to_end(args)
+        return
     print(f"# triggerer density — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs,")
     print(
         f"# Python {platform.python_version()}; CPU measured over {args.idle:.0f} s after {args.settle:.0f} s settle\n"
     )
     print(
         "| idle triggers N | runner RSS MiB (empty) | KiB/trigger RSS (PSS) | open fds | runner CPU % of a core "
-        "| all running after | loop lag ms | bare uvloop KiB/task | bare CPU % | Airflow 3.3.2 KiB/trigger |"
+        "| all running after | longest loop stall ms | bare uvloop KiB/task | bare CPU % | Airflow 3.3.2 KiB/trigger |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:

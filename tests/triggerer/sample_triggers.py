@@ -169,3 +169,23 @@ class ReadsVariableUntil(_Simple):
                 yield TriggerEvent(reads)
                 return
             await asyncio.sleep(self.kwargs.get("every", 0.1))
+
+
+class Sleeper(_Simple):
+    """Steps into ``asyncio.sleep`` over and over, and does nothing else."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        while True:
+            await asyncio.sleep(self.kwargs.get("pause", 0.01))
+        yield TriggerEvent(None)  # pragma: no cover
+
+
+class Spinner(_Simple):
+    """Busy for ``seconds`` in its first step, then idle."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        until = time.perf_counter() + self.kwargs["seconds"]
+        while time.perf_counter() < until:
+            pass
+        await asyncio.Event().wait()
+        yield TriggerEvent(None)  # pragma: no cover

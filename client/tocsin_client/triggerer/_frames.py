@@ -131,6 +131,7 @@ class Tick(msgspec.Struct, tag="tick"):
     running: int
     lag_s: float
     blocked_total: int
+    max_lag_s: float = 0.0  # the latest pulse since the last tick: the loop's longest stall, near enough
 
 
 class TokenRequest(msgspec.Struct, tag="token_request"):

@@ -3,6 +3,13 @@
 Each trigger costs one task and its coroutines: no thread, file descriptor or log handler of its own. A trigger
 that cannot be imported or built, raises, ends without an event, or yields something that cannot be sent ends as
 a reported failure for that trigger alone.
+
+A time trigger (``DateTimeTrigger``'s own ``run()``, no ``cleanup()``) whose moment is more than a second away
+costs less: until its moment, one loop timer holds the built trigger and its workload, and only then does its
+task start, the same ``run()`` as ever (which sleeps again if the wall clock says it is early). A task, its
+three coroutine frames, a future and a context cost about as much again as the trigger's own state, and a
+million idle time triggers is the case the triggerer is sized for. Cancelling one cancels its timer: its
+``run()`` never began, and it has no cleanup.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import time
 import traceback
 import uuid
 from collections.abc import AsyncGenerator, Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 import structlog
@@ -25,11 +33,13 @@ import structlog
 from tocsin_client import serde
 from tocsin_client.triggerer._frames import EventOut, FailureOut
 from tocsin_client.triggers.base import BaseTrigger, TaskEndEvent, TriggerEvent
+from tocsin_client.triggers.builtins import DateTimeTrigger
 from tocsin_client.triggers.runtime import TriggerContext
 
 if TYPE_CHECKING:
     from tocsin_client._client import AsyncClient
     from tocsin_client.generated.models import RunTrigger, WorkloadTaskInstance
+    from tocsin_client.triggerer._slices import Slicer
 
 __all__ = ["CURRENT_TRIGGER", "RunningTrigger", "Sink", "TriggerHost"]
 
@@ -38,6 +48,22 @@ _CLASSPATH: Final = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 _MAX_ERROR: Final = 10_000
 _MAX_TRACEBACK_LINES: Final = 1000
 _NO_KWARGS: Final[dict[str, Any]] = {}
+_TIMER_AFTER_S: Final = 1.0  # a moment nearer than this is slept on in the trigger's task at once
+
+
+def _sleeps_only(cls: type[BaseTrigger]) -> bool:
+    """Whether the class's triggers do nothing but wait for their ``moment`` until it comes."""
+    return issubclass(cls, DateTimeTrigger) and cls.run is DateTimeTrigger.run and cls.cleanup is BaseTrigger.cleanup
+
+
+def _slim(workload: RunTrigger) -> None:
+    """Drop or share what an idle trigger's workload need not hold alone: 1,000,000 idle triggers add up."""
+    workload.kwargs = _NO_KWARGS
+    workload.classpath = sys.intern(workload.classpath)
+    if (ti := workload.task_instance) is not None:
+        ti.dag_id, ti.run_id = sys.intern(ti.dag_id), sys.intern(ti.run_id)
+        if ti.next_method is not None:
+            ti.next_method = sys.intern(ti.next_method)
 
 
 class RunningTrigger(NamedTuple):
@@ -120,47 +146,104 @@ class TriggerHost:
         self._allowed = allowed
         self._cleanup_timeout_s = cleanup_timeout_s
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}  # time triggers waiting for their moment, no task yet
         self._classes: dict[str, type[BaseTrigger]] = {}
+        self.ended = 0  # triggers whose coroutine ended (fired, failed or cancelled), a running total
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        return len(self._tasks) + len(self._timers)
 
     def __contains__(self, trigger_id: object) -> bool:
-        return trigger_id in self._tasks
+        return trigger_id in self._tasks or trigger_id in self._timers
+
+    @property
+    def waiting_on_timers(self) -> int:
+        """Time triggers held by a timer until their moment (counted in ``len`` too)."""
+        return len(self._timers)
 
     def start(self, workload: RunTrigger) -> None:
         """Run the workload's trigger; a trigger that already runs is left alone."""
         trigger_id = workload.trigger_id
-        if trigger_id in self._tasks:
+        if trigger_id in self:
             return
+        loop = asyncio.get_running_loop()
+        trigger = self._time_trigger(workload)
+        if trigger is not None:
+            delay = (trigger.moment - datetime.now(UTC)).total_seconds()  # type: ignore[attr-defined]
+            if delay > _TIMER_AFTER_S:
+                _slim(workload)
+                self._timers[trigger_id] = loop.call_later(delay, self._wake, workload, trigger)
+                return
         # No done callback: a callback costs a closure and a context copy per trigger; _run reports its own end.
-        self._tasks[trigger_id] = asyncio.get_running_loop().create_task(self._run(workload))
+        self._tasks[trigger_id] = loop.create_task(self._run(workload, trigger))
+
+    def _time_trigger(self, workload: RunTrigger) -> BaseTrigger | None:
+        """The built trigger if it only waits for its moment; None otherwise (its task builds it, or fails)."""
+        try:
+            if not _sleeps_only(self._import(workload.classpath)):
+                return None
+            return self._build(workload)
+        except TriggerError:
+            return None  # the trigger's own task meets the error again and reports it as the trigger's failure
+
+    def _wake(self, workload: RunTrigger, trigger: BaseTrigger) -> None:
+        trigger_id = workload.trigger_id
+        if self._timers.pop(trigger_id, None) is not None:
+            self._tasks[trigger_id] = asyncio.get_running_loop().create_task(self._run(workload, trigger))
 
     def cancel(self, trigger_id: int) -> None:
         """Cancel a trigger (its cleanup still runs); unknown ids are ignored."""
         if (task := self._tasks.pop(trigger_id, None)) is not None:
             task.cancel()
+        elif (timer := self._timers.pop(trigger_id, None)) is not None:
+            timer.cancel()
+            self.ended += 1
 
-    async def stop(self, timeout_s: float = 5.0) -> None:
-        """Cancel every trigger and wait for their cleanups, at most ``timeout_s``."""
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
+    async def stop(self, timeout_s: float = 5.0, slicer: Slicer | None = None) -> None:
+        """Cancel every trigger and wait for their cleanups, at most ``timeout_s``.
+
+        With a ``slicer`` the cancellations go in slices that let the loop turn (100,000 cancelled at once make
+        one loop turn of seconds); those not cancelled by the deadline are left to the process's exit.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        # Only the tasks still cleaning up are kept: a cancelled task holds its CancelledError, its traceback and
+        # frames, and 100,000 of them kept to the end fill the collector's oldest generation for nothing.
+        cleaning: set[asyncio.Task[None]] = set()
+        if slicer is not None:
+            slicer.begin()
+        while self._timers:
+            _, timer = self._timers.popitem()
+            timer.cancel()
+            self.ended += 1
+            if slicer is not None:
+                await slicer.done_one()
+        while self._tasks:
+            _, task = self._tasks.popitem()
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout_s)
+            cleaning.add(task)
+            task.add_done_callback(cleaning.discard)
+            if slicer is not None:
+                await slicer.done_one()
+                if loop.time() > deadline:
+                    break
+        if slicer is not None:
+            await slicer.pause()
+        if cleaning and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(cleaning), timeout=left)
 
-    async def _run(self, workload: RunTrigger) -> None:
+    async def _run(self, workload: RunTrigger, built: BaseTrigger | None = None) -> None:
         trigger_id = workload.trigger_id
         CURRENT_TRIGGER.set(RunningTrigger(trigger_id, workload.task_instance))
         structlog.contextvars.bind_contextvars(trigger_id=trigger_id)  # this task's context: its lines only
         trigger: BaseTrigger | None = None
         cancelled = False
         try:
-            trigger = self._build(workload)
-            # What stays alive for the trigger's lifetime is what it needs: 100,000 idle triggers add up.
-            workload.kwargs = _NO_KWARGS
-            workload.classpath = sys.intern(workload.classpath)
+            trigger = built if built is not None else self._build(workload)
+            trigger.context = TriggerContext(
+                client=self._client_factory(trigger_id, workload.token), task_instance=workload.task_instance
+            )
+            _slim(workload)
             await self._drive(trigger, workload)
         except asyncio.CancelledError:
             cancelled = True
@@ -176,6 +259,7 @@ class TriggerHost:
                 await self._cleanup(trigger_id, trigger)
             if self._tasks.get(trigger_id) is asyncio.current_task():
                 del self._tasks[trigger_id]
+            self.ended += 1
             if not cancelled:
                 self._sink.finished(trigger_id)
 
@@ -194,9 +278,6 @@ class TriggerHost:
         except Exception as exc:
             msg = f"cannot build {workload.classpath} from its kwargs: {_error_text(exc)}"
             raise TriggerError(msg) from exc
-        trigger.context = TriggerContext(
-            client=self._client_factory(workload.trigger_id, workload.token), task_instance=workload.task_instance
-        )
         return trigger
 
     def _import(self, classpath: str) -> type[BaseTrigger]:

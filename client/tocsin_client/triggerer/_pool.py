@@ -62,6 +62,7 @@ class _Runner:
         self.reader_task: asyncio.Task[None] | None = None
         self.last_tick = time.monotonic()
         self.lag_s = 0.0
+        self.peak_lag_s = 0.0
         self.running = 0
         self.blocked_total = 0
         self.ready = asyncio.Event()
@@ -277,6 +278,14 @@ class RunnerPool:
         """Loop lag per runner, seconds."""
         return {runner.index: runner.lag_s for runner in self._runners}
 
+    def peak_lag_s(self, *, reset: bool = False) -> float:
+        """The longest loop stall any runner reported (since the last reset), seconds."""
+        peak = max((runner.peak_lag_s for runner in self._runners), default=0.0)
+        if reset:
+            for runner in self._runners:
+                runner.peak_lag_s = 0.0
+        return peak
+
     def stalled(self, threshold_s: float) -> list[int]:
         """Runners whose loop has not reported progress within ``threshold_s``."""
         if threshold_s <= 0:
@@ -295,6 +304,7 @@ class RunnerPool:
                     self._on_report(frame)
                 elif isinstance(frame, Tick):
                     runner.running, runner.lag_s, runner.blocked_total = frame.running, frame.lag_s, frame.blocked_total
+                    runner.peak_lag_s = max(runner.peak_lag_s, frame.max_lag_s)
                     self._release()  # a live runner: the suspects on trial may have passed their probation
                 elif isinstance(frame, TokenRequest):
                     if self._on_token_request is None:

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 from tocsin_wire.logs import bind_process, configure_logging, load_log_settings
@@ -37,10 +37,15 @@ from tocsin_client.triggerer._frames import (
     encode,
     read_frame,
 )
+from tocsin_client.triggerer._heap import GcClock, HeapKeeper
 from tocsin_client.triggerer._host import TriggerHost
 from tocsin_client.triggerer._reporter import Reporter, TriggerLogHandler
+from tocsin_client.triggerer._slices import Slicer
 from tocsin_client.triggerer._tokens import TokenBroker, TriggerClient
 from tocsin_client.triggerer._watchdog import Block, Watchdog
+
+if TYPE_CHECKING:
+    from tocsin_client.generated.models import RunTrigger
 
 __all__ = ["main", "serve"]
 
@@ -58,13 +63,35 @@ def _configure_logging(index: int) -> None:
 
 
 class _Runner:
-    def __init__(self, host: TriggerHost, reporter: Reporter, writer: asyncio.StreamWriter, watchdog: Watchdog) -> None:
+    def __init__(
+        self, host: TriggerHost, reporter: Reporter, writer: asyncio.StreamWriter, watchdog: Watchdog, heap: HeapKeeper
+    ) -> None:
         self.host = host
         self.reporter = reporter
         self.writer = writer
         self.watchdog = watchdog
+        self.heap = heap
         self.blocks: list[Block] = []  # appended by the watchdog thread, taken by the loop
         self._lag_s = 0.0
+        self._max_lag_s = 0.0
+        self.closing = False  # stopping every trigger: no thaw (a full collection) for a heap about to go
+        # Starts and cancels go in slices of about 10 ms, so the loop keeps turning through a burst of 100,000.
+        self.starting = Slicer(after_slice=lambda: heap.settle(len(host), host.ended))
+        self.stopping = Slicer()
+
+    async def start(self, workloads: list[RunTrigger]) -> None:
+        self.starting.begin()
+        for workload in workloads:
+            self.host.start(workload)
+            await self.starting.done_one()
+        await self.starting.pause()
+
+    async def cancel(self, trigger_ids: list[int]) -> None:
+        self.stopping.begin()
+        for trigger_id in trigger_ids:
+            self.host.cancel(trigger_id)
+            await self.stopping.done_one()
+        await self.stopping.pause()
 
     def on_block(self, block: Block) -> None:
         self.blocks.append(block)  # list.append is atomic; the loop picks it up on its next pulse
@@ -76,18 +103,25 @@ class _Runner:
             expected = loop.time() + PULSE_S
             await asyncio.sleep(PULSE_S)
             self._lag_s = max(0.0, loop.time() - expected)
+            self._max_lag_s = max(self._max_lag_s, self._lag_s)
             self.watchdog.pulse()
             while self.blocks:
                 self._report_block(self.blocks.pop(0))
             if loop.time() >= next_tick:
                 next_tick = loop.time() + TICK_S
-                tick = Tick(running=len(self.host), lag_s=self._lag_s, blocked_total=self.watchdog.blocked_total)
+                if not self.closing:
+                    self.heap.check(len(self.host), self.host.ended)
+                tick = Tick(len(self.host), self._lag_s, self.watchdog.blocked_total, self._max_lag_s)
+                self._max_lag_s = 0.0
                 self.writer.write(encode(tick))
 
     def _report_block(self, block: Block) -> None:
         if block.trigger_id is None:
             return
-        message = f"this trigger blocked the event loop for {block.seconds:.2f} s at {block.where}"
+        message = (
+            f"this trigger blocked the event loop for {block.seconds:.2f} s ({block.own_s:.2f} s in its own code) "
+            f"at {block.where}"
+        )
         self.reporter.log(LogLine(block.trigger_id, None, None, time.time(), "WARNING", _log.name, message))
 
 
@@ -106,12 +140,8 @@ async def serve(
     reporter = Reporter(writer)
     host = TriggerHost(reporter, client.for_trigger, allowed=allowed)
     logging.getLogger().addHandler(TriggerLogHandler(reporter))
-    watchdog = Watchdog(
-        threading.get_ident(),
-        TriggerHost._run.__code__,
-        threshold_s=block_threshold_s,
-    )
-    runner = _Runner(host, reporter, writer, watchdog)
+    watchdog = Watchdog(threading.get_ident(), threshold_s=block_threshold_s, gc_clock=GcClock())
+    runner = _Runner(host, reporter, writer, watchdog, HeapKeeper())
     watchdog.on_block = runner.on_block
     watchdog.start()
     pulse = asyncio.create_task(runner.pulse())
@@ -120,24 +150,23 @@ async def serve(
     try:
         while (frame := await read_frame(reader, decoder)) is not None:
             if isinstance(frame, Start):
-                for workload in frame.workloads:
-                    host.start(workload)
-                await asyncio.sleep(0)  # let this batch take its first step before decoding the next
+                await runner.start(frame.workloads)
             elif isinstance(frame, Cancel):
-                for trigger_id in frame.trigger_ids:
-                    host.cancel(trigger_id)
+                await runner.cancel(frame.trigger_ids)
             elif isinstance(frame, TokenGrant):
                 tokens.grant(frame.trigger_id, frame.token)
             elif isinstance(frame, Job):
                 bind_process(job_id=frame.job_id)
             elif isinstance(frame, Shutdown):
-                await host.stop(frame.timeout_s)
+                runner.closing = True
+                await host.stop(frame.timeout_s, runner.stopping)
                 reporter.flush()
                 writer.write(encode(Bye()))
                 await writer.drain()
                 return
         _log.warning("the supervisor is gone; stopping")
-        await host.stop(1.0)
+        runner.closing = True
+        await host.stop(1.0, runner.stopping)
     finally:
         pulse.cancel()
         watchdog.stop()
