@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -139,6 +140,7 @@ class RestartableServer:
 
     database_url: str
     folder: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -148,7 +150,7 @@ class RestartableServer:
 
     def start(self) -> subprocess.Popen[bytes]:
         log = self.folder / f"server-{len(self.processes)}.log"
-        env = {**os.environ, "TOCSIN_DATABASE_URL": self.database_url, "TOCSIN_JWT_SECRET": SECRET}
+        env = {**os.environ, "TOCSIN_DATABASE_URL": self.database_url, "TOCSIN_JWT_SECRET": SECRET, **self.extra_env}
         command = [sys.executable, "-m", "tocsin_cli", "api-server", "--host", "127.0.0.1", "--port", str(self.port)]
         with log.open("wb") as sink:
             process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
@@ -168,10 +170,10 @@ class RestartableServer:
 
 
 @contextmanager
-def restartable_server(database_url: str, tmp_path: Path) -> Iterator[RestartableServer]:
+def restartable_server(database_url: str, tmp_path: Path, **env: str) -> Iterator[RestartableServer]:
     """A database of its own, of ``database_url``'s backend (the session's is shared with in-process tests)."""
     with postgres_database() if database_url.startswith("postgresql") else sqlite_database(tmp_path) as url:
-        server = RestartableServer(url, tmp_path)
+        server = RestartableServer(url, tmp_path, extra_env=env)
         try:
             yield server
         finally:
@@ -223,42 +225,68 @@ def test__async_watch__server_sigkilled_mid_stream_and_restarted__resumes_with_n
     assert "t000" in tasks and "t100" in tasks and "t109" in tasks  # changes from before and after the restart
 
 
-def _requests(server: LiveServer, status: str) -> float:
+def _requests(server: LiveServer | RestartableServer, status: str) -> float:
     return scrape(f"{server.url}/metrics").value(
         "tocsin_http_requests_total", operation="watchTaskInstanceChanges", status=status
     )
 
 
+def age_changes(url: str, up_to_version: int, days: int = 30) -> None:
+    """Move the changes up to a version ``days`` into the past, as if they were that old."""
+    if url.startswith("postgresql"):
+        sql(
+            url,
+            f"UPDATE task_instance_change SET changed_at = changed_at - interval '{days} days' WHERE version <= ?",
+            up_to_version,
+        )
+        return
+    for version, stamp in sql(
+        url, "SELECT version, changed_at FROM task_instance_change WHERE version <= ?", up_to_version
+    ):
+        aged = datetime.fromisoformat(str(stamp)) - timedelta(days=days)
+        sql(url, "UPDATE task_instance_change SET changed_at = ? WHERE version = ?", aged.isoformat(sep=" "), version)
+
+
 def test__resume_point_older_than_the_retained_history__raises_history_expired_with_the_oldest_version(
-    live: LiveServer, authority: TokenAuthority
+    database_url: str, authority: TokenAuthority, tmp_path: Path
 ) -> None:
-    url = live.env["TOCSIN_DATABASE_URL"]
     token = authority.issue("engine", ["admin", "worker"], 600)
+    # the server's own retention duty, every second, with the default 7-day window for changes
+    with restartable_server(database_url, tmp_path, TOCSIN_RETENTION_INTERVAL_S="1") as server:
+        server.start()
+        url = server.database_url
 
-    async def write() -> None:
-        async with AsyncClient(live.url, token=token) as writer:
-            await writer.create_dag_run(DagRunBody(dag_id="etl", run_id="r1"))
-            await run_tasks(writer, "r1", range(3))
+        async def write() -> None:
+            async with AsyncClient(server.url, token=token) as writer:
+                await writer.create_dag_run(DagRunBody(dag_id="etl", run_id="r1"))
+                await run_tasks(writer, "r1", range(3))
 
-    asyncio.run(write())
-    versions = [row[0] for row in change_log(url, "r1")]
-    assert len(versions) == 6
-    # what retention does once the oldest changes are older than TOCSIN_RETENTION_CHANGES_S
-    sql(url, "DELETE FROM task_instance_change WHERE version <= ?", versions[2])
-    before = _requests(live, "410")
-    with Client(live.url, token=token) as client:
-        started = time.monotonic()
-        with pytest.raises(HistoryExpiredError) as raised:
-            next(iter(client.watch_task_instances(after=versions[0], backoff=FAST)))
-        assert time.monotonic() - started < 5  # raised, not retried with backoff
-        # and the page form raises the same error, with the same version
-        with pytest.raises(HistoryExpiredError) as page:
-            client.watch_task_instance_changes(after=versions[0])
-    assert raised.value.status == 410
-    assert raised.value.kind == "history-expired"
-    assert raised.value.oldest_version == versions[3] == page.value.oldest_version
-    assert not raised.value.transient
-    assert _requests(live, "410") - before == 2  # one request each: nothing retried
+        asyncio.run(write())
+        versions = [row[0] for row in change_log(url, "r1")]
+        assert len(versions) == 6
+        age_changes(url, versions[2])
+        with Client(server.url, token=token) as client:
+
+            def expired() -> bool:
+                return [row[0] for row in change_log(url, "r1")] == versions[3:]
+
+            asyncio.run(until(expired, 30, "retention deleting the three aged changes"))
+            before = _requests(server, "410")
+            started = time.monotonic()
+            with pytest.raises(HistoryExpiredError) as raised:
+                next(iter(client.watch_task_instances(after=versions[0], backoff=FAST)))
+            assert time.monotonic() - started < 5  # raised, not retried with backoff
+            with pytest.raises(HistoryExpiredError) as page:  # the page form raises the same error
+                client.watch_task_instance_changes(after=versions[0])
+            after = _requests(server, "410")
+            # from just before the oldest kept change, the rest of the history is there, in order
+            rest = client.watch_task_instance_changes(after=versions[3] - 1, run_id="r1")
+        assert raised.value.status == 410
+        assert raised.value.kind == "history-expired"
+        assert raised.value.oldest_version == versions[3] == page.value.oldest_version
+        assert not raised.value.transient
+        assert after - before == 2  # one request each: nothing retried
+        assert [change.version for change in rest.changes] == versions[3:]
 
 
 @pytest.mark.parametrize(("scopes", "error"), [(["triggerer"], ForbiddenError), (None, UnauthorizedError)])
@@ -280,3 +308,28 @@ def test__token_without_worker_or_admin_scope__raises_at_once_and_is_not_retried
     assert time.monotonic() - started < 5
     assert not raised.value.transient
     assert _requests(live, status) - before == 1
+
+
+def test__stream_cap_reached__the_watch_retries_the_429_and_opens_once_a_stream_closes(
+    database_url: str, authority: TokenAuthority, tmp_path: Path
+) -> None:
+    token = authority.issue("engine", ["worker"], 600)
+    with restartable_server(database_url, tmp_path, TOCSIN_WATCH_MAX_STREAMS="1") as server:
+        server.start()
+        refused = lambda: scrape(f"{server.url}/metrics").value(  # noqa: E731
+            "tocsin_http_requests_total", operation="watchTaskInstanceChanges", status="429"
+        )
+
+        async def scenario() -> None:
+            async with AsyncClient(server.url, token=token) as client:
+                first = client.watch_task_instances(bookmarks=True, backoff=FAST)
+                assert isinstance(await anext(first), ChangeBookmark)  # holds the server's only stream slot
+                second = client.watch_task_instances(bookmarks=True, backoff=FAST, give_up_after_s=60)
+                opened = asyncio.create_task(anext(second))
+                await until(lambda: refused() >= 2 or opened.done(), 30, "the second watch refused twice (429)")
+                assert not opened.done(), "the second stream opened beyond TOCSIN_WATCH_MAX_STREAMS=1"
+                await first.aclose()
+                assert isinstance(await asyncio.wait_for(opened, 30), ChangeBookmark)
+                await second.aclose()
+
+        asyncio.run(scenario())
