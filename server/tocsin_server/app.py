@@ -26,16 +26,22 @@ from tocsin_server.api import (
     variables,
     xcoms,
 )
+from tocsin_server.api import (
+    changes as changes_route,
+)
 from tocsin_server.api import metrics as metrics_route
+from tocsin_server.api.changes import StreamSlots
 from tocsin_server.db.cipher import KwargsCipher
 from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.health import DatabaseHealth
 from tocsin_server.db.reads import create_reads
 from tocsin_server.db.transactions import create_sessionmaker, create_write_gate, provide_transaction
 from tocsin_server.services import changes
+from tocsin_server.services.change_notices import ChangeNotices
 from tocsin_server.services.maintenance import periodic_loop
 from tocsin_server.web.allow_header import complete_allow_header
 from tocsin_server.web.auth import BearerAuthMiddleware
+from tocsin_server.web.draining import on_drain
 from tocsin_server.web.json_limits import JsonBodyGuard
 from tocsin_server.web.problems import EXCEPTION_HANDLERS
 from tocsin_server.web.request_log import RequestLogMiddleware
@@ -54,6 +60,7 @@ ROUTERS: Final = (
     connections.router,
     variables.router,
     xcoms.router,
+    changes_route.router,  # before task_instances: /task-instances/changes is no task instance id
     task_instances.router,
     dag_runs.router,
     jobs.router,
@@ -76,7 +83,11 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
     engine = create_write_engine(settings)
     metrics.track_pool(engine)
     sessionmaker = create_sessionmaker(engine)
-    changes.track(sessionmaker)  # every task-instance state change is logged in its own transaction
+    notices = ChangeNotices(
+        settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1) if settings.is_postgres else None
+    )
+    # every task-instance state change is logged in its own transaction; its commit wakes this process's watchers
+    changes.track(sessionmaker, on_commit=notices.notify)
     health = DatabaseHealth(settings, reads)
 
     async def database_away(exc: Exception) -> bool:
@@ -87,6 +98,8 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
     async def databases(_: Litestar) -> AsyncIterator[None]:
         await reads.start()
         health.start()
+        await notices.start()
+        undrain = on_drain(notices.close)  # the HTTP server is stopping: end the watch streams it would wait for
         duties = (
             asyncio.create_task(periodic_loop(sessionmaker, settings, explained=database_away))
             if periodic_duties
@@ -99,6 +112,8 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
                 duties.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await duties
+            undrain()
+            await notices.stop()
             await health.stop()
             await reads.stop()
             await engine.dispose()
@@ -129,6 +144,8 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
                 "authority": authority,
                 "kwargs_cipher": KwargsCipher(settings.trigger_kwargs_keys),
                 "dialect": "postgresql" if settings.is_postgres else "sqlite",
+                "change_notices": notices,
+                "watch_streams": StreamSlots(settings.watch_max_streams),
             }
         ),
         request_max_body_size=settings.max_body_bytes,

@@ -103,6 +103,10 @@ class Settings:
     """Assignment rows of a job that is not running and last beat longer ago than this are deleted."""
     retention_changes_s: Annotated[float, Env("TOCSIN_RETENTION_CHANGES_S")] = 7 * 86400.0
     """Task-instance change log entries (the watch feed's history) older than this are deleted."""
+    watch_bookmark_s: Annotated[float, Env("TOCSIN_WATCH_BOOKMARK_S")] = 10.0
+    """A watch stream (``watchTaskInstanceChanges`` as SSE or NDJSON) without changes sends a bookmark this often."""
+    watch_max_streams: Annotated[int, Env("TOCSIN_WATCH_MAX_STREAMS")] = 1000
+    """Watch streams one server process holds open at most; one more is answered 429 with ``Retry-After``."""
     allowed_deserialization_classes: Annotated[
         tuple[str, ...], Env("TOCSIN_ALLOWED_DESERIALIZATION_CLASSES", parse=parse_allowed)
     ] = ()
@@ -149,6 +153,7 @@ class Settings:
             "max_event_payload_bytes",
             "max_log_line_bytes",
             "retention_batch_size",
+            "watch_max_streams",
         ):
             if getattr(self, name) < 1:
                 msg = f"TOCSIN_{name.upper()} must be at least 1"
@@ -167,6 +172,7 @@ class Settings:
             "retention_asset_events_s",
             "retention_logs_s",
             "retention_assignments_s",
+            "watch_bookmark_s",
         ):
             if not getattr(self, name) > 0:
                 msg = f"TOCSIN_{name.upper()} must be positive"

@@ -5,7 +5,8 @@ ServiceError
  ├── ConflictError      the request conflicts with the current state
  ├── ForbiddenError     the caller may not act on this resource (another job's, another task's)
  ├── TooLargeError      a value is larger than the configured limit
- └── InvalidError       the request is well-formed but not acceptable (names the field)
+ ├── InvalidError       the request is well-formed but not acceptable (names the field)
+ └── HistoryExpiredError  a change-log version older than the retained history (410)
 """
 
 from __future__ import annotations
@@ -38,3 +39,15 @@ class ForbiddenError(ServiceError):
 
 class TooLargeError(ServiceError):
     """A value is larger than the server accepts."""
+
+
+class HistoryExpiredError(ServiceError):
+    """The version asked for is older than the retained history: changes after it were deleted."""
+
+    def __init__(self, after: int, oldest_version: int) -> None:
+        super().__init__(
+            f"changes after version {after} are no longer kept (the oldest kept is {oldest_version}): "
+            "list the task instances again, or read on after a newer version knowingly",
+            field="after",
+        )
+        self.oldest_version = oldest_version

@@ -104,6 +104,14 @@ def normalize_schema(schema: Any) -> Any:
             out.clear()
             out.update(merged)
             continue
+        if key == "allOf" and all(isinstance(part, dict) and "properties" in part for part in value):
+            # A schema that extends an object (HistoryExpiredProblem: a Problem with one more field); Litestar
+            # writes the merged object. Both mean: every property, every required one.
+            parts = [normalize_schema(part) for part in value]
+            out["type"] = "object"
+            out["properties"] = {name: sub for part in parts for name, sub in part["properties"].items()}
+            out["required"] = sorted({name for part in parts for name in part.get("required", [])})
+            continue
         if key in ("oneOf", "anyOf"):
             out.setdefault("anyOf", []).extend(value)
             continue

@@ -29,6 +29,9 @@ UNSTORABLE_VALUE: Final = "unstorable-value"
 """422: a value passed validation but the database cannot store it."""
 DATABASE_UNAVAILABLE: Final = "database-unavailable"
 """503: the database is unreachable or not the migrated one; retry after ``Retry-After`` seconds."""
+HISTORY_EXPIRED: Final = "history-expired"
+"""410: the watch feed no longer keeps the changes after the version asked for; ``oldest_version`` names the oldest
+kept."""
 
 STATUS_KINDS: Final[dict[int, str]] = {
     400: "bad-request",
@@ -62,6 +65,7 @@ KINDS: Final[frozenset[str]] = frozenset(
         UNSUPPORTED_VERSION,
         UNSTORABLE_VALUE,
         DATABASE_UNAVAILABLE,
+        HISTORY_EXPIRED,
         STATUS_FALLBACK,
         *STATUS_KINDS.values(),
     }
@@ -91,6 +95,7 @@ def kind_of(problem_type_urn: str) -> str | None:
 
 __all__ = (
     "DATABASE_UNAVAILABLE",
+    "HISTORY_EXPIRED",
     "INVALID_UTF8",
     "JSON_TOO_DEEP",
     "KINDS",

@@ -61,6 +61,7 @@ _DESCRIPTIONS: Final = {
     413: "The body is larger than the server accepts.",
     414: "The request URL is longer than the server accepts (answered by the HTTP layer).",
     431: "The request's header fields are larger than the server accepts (answered by the HTTP layer).",
+    429: "Too many requests of this kind at once; retry after `Retry-After` seconds.",
     422: "The body is well-formed JSON but does not fit the schema; `errors` names the fields.",
     503: "The server cannot serve now (for example, the database is unreachable).",
 }

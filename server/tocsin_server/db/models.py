@@ -287,3 +287,13 @@ class TaskInstanceChange(Base):
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (Index("ix_task_instance_change_changed_at", "changed_at"), {"sqlite_autoincrement": True})
+
+
+class TaskInstanceChangeHorizon(Base):
+    """One row (``id`` 1), once retention has deleted changes: the newest version it deleted. A watch resuming
+    after an older version has lost changes (410); versions have gaps, so the oldest version kept cannot say it."""
+
+    __tablename__ = "task_instance_change_horizon"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)

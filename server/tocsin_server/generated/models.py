@@ -1448,7 +1448,7 @@ class TaskInstanceChangePage(Struct, kw_only=True):
     version: Annotated[
         int,
         Meta(
-            description="Where to read on from: the last change's version, or (no change) the version the page was read after. Pass it as the next `after`.",
+            description="Where to read on from: the last version the server scanned, at least the last change's version (or, with no change, `after`). With filters it moves past the changes they left out, never past a version not yet committed. Pass it as the next `after`.",
             ge=0,
         ),
     ]

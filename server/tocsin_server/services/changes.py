@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -31,11 +31,26 @@ from tocsin_server.generated.models import TaskInstanceStateName as S
 from tocsin_server.services._time import utcnow
 from tocsin_server.services.events import FAIL_METHOD
 
-__all__ = ["Change", "Reason", "latest_version", "oldest_version", "read_after", "reason_for", "record", "track"]
+__all__ = [
+    "CHANNEL",
+    "Change",
+    "Reason",
+    "latest_version",
+    "oldest_version",
+    "read_after",
+    "reason_for",
+    "record",
+    "track",
+]
 
 CHANGE_LOG_LOCK: Final = 0x746F6373696E_01  # "tocsin" + 1: the advisory lock key that orders commits of changes
 _PENDING: Final = "tocsin.task_instance_changes"
 _TRACKED: Final = "_tocsin_tracks_changes"
+_WRITTEN: Final = "tocsin.task_instance_changes_written"
+_ON_COMMIT: Final = "_tocsin_on_change_commit"
+CHANNEL: Final = "tocsin_task_instance_changes"
+"""The PostgreSQL NOTIFY channel of committed changes; the payload is the newest version."""
+_NOTIFY: Final = "SELECT pg_notify(:channel, (SELECT max(version) FROM task_instance_change)::text)"
 _ENDED: Final = frozenset({S.success.value, S.failed.value, S.skipped.value})
 
 
@@ -126,9 +141,26 @@ def _write(session: Session) -> None:
     rows = [row for _, row in session.info.pop(_PENDING, [])]
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANGE_LOG_LOCK})
     session.execute(insert(m.TaskInstanceChange), rows)
+    if postgres:
+        # Delivered at COMMIT to every listening server process (services/change_notices.py), none if it fails.
+        session.execute(text(_NOTIFY), {"channel": CHANNEL})
+    session.info[_WRITTEN] = True
+
+
+def _written(session: Session) -> None:
+    """After COMMIT: wake this process's watchers (on SQLite the only wakeup; on PostgreSQL the quickest)."""
+    if session.info.pop(_WRITTEN, False):
+        callback: Callable[[], None] | None = getattr(type(session), _ON_COMMIT, None)
+        if callback is not None:
+            callback()
+
+
+def _dropped(session: Session) -> None:
+    session.info.pop(_WRITTEN, None)
 
 
 def _forget(session: Session, previous: SessionTransaction) -> None:
@@ -148,9 +180,11 @@ def _forget(session: Session, previous: SessionTransaction) -> None:
     session.info[_PENDING] = kept
 
 
-def track(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    """Log task-instance changes made through this sessionmaker's sessions (its own session class)."""
+def track(sessionmaker: async_sessionmaker[AsyncSession], on_commit: Callable[[], None] | None = None) -> None:
+    """Log task-instance changes made through this sessionmaker's sessions (its own session class); ``on_commit``
+    is called after each commit that logged one."""
     session_class: type[Session] = sessionmaker.kw["sync_session_class"]
+    setattr(session_class, _ON_COMMIT, on_commit)
     # A mark on the class itself, not event.contains(): SQLAlchemy keys its registry by id(), and a new class can
     # get the id of one already collected, which would then look tracked when it is not.
     if session_class.__dict__.get(_TRACKED):
@@ -159,6 +193,8 @@ def track(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     event.listen(session_class, "after_flush", _collect)
     event.listen(session_class, "before_commit", _write)
     event.listen(session_class, "after_soft_rollback", _forget)
+    event.listen(session_class, "after_commit", _written)
+    event.listen(session_class, "after_rollback", _dropped)
 
 
 async def read_after(

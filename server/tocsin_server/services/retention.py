@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import ColumnElement, delete, exists, inspect, literal_column, select, tuple_
+from sqlalchemy import ColumnElement, delete, exists, func, inspect, literal_column, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tocsin_server.db import models as m
 from tocsin_server.generated.models import TaskInstanceStateName
@@ -31,10 +33,15 @@ from tocsin_server.services._time import utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+    from sqlalchemy.sql import Executable
     from sqlalchemy.sql.elements import ColumnClause
 
     from tocsin_server.config import Settings
 
+_NO_VERSION: Final = 2**63 - 1
+"""Larger than any version: with no young change, every change is old."""
+HORIZON_ROW: Final = 1
+"""The one row of ``task_instance_change_horizon``."""
 REST_FACTOR: Final = 3.0
 """After each full batch the sweep rests this many times as long as the batch took (measured, see
 docs/benchmarks.md#retention: deleting flat out raised the runtime GET's p99 threefold on a small machine)."""
@@ -83,11 +90,18 @@ def _conditions(settings: Settings) -> dict[str, tuple[type[m.Base], ColumnEleme
         ),
         # No time column: a row outlives its job's last heartbeat by the window, and never a running job.
         "assignments": (m.TriggerAssignment, ~job_running & ~job_recent),
-        "changes": (
-            m.TaskInstanceChange,
-            m.TaskInstanceChange.changed_at < now - timedelta(seconds=settings.retention_changes_s),
-        ),
+        # A prefix of versions, never a row behind a younger one: ``changed_at`` is taken before the commit that
+        # assigns the version, so it is not quite in version order, and a watcher resuming after the newest
+        # version deleted (the horizon) must find every later one still there.
+        "changes": (m.TaskInstanceChange, m.TaskInstanceChange.version < _first_young_change(now, settings)),
     }
+
+
+def _first_young_change(now: datetime, settings: Settings) -> ColumnElement[int]:
+    """The oldest version still inside the changes window (every version when none is)."""
+    young = m.TaskInstanceChange.changed_at >= now - timedelta(seconds=settings.retention_changes_s)
+    oldest_young = select(func.min(m.TaskInstanceChange.version)).where(young).scalar_subquery()
+    return func.coalesce(oldest_young, _NO_VERSION)
 
 
 async def _delete_batch(session: AsyncSession, model: type[m.Base], where: ColumnElement[bool], batch_size: int) -> int:
@@ -103,6 +117,40 @@ async def _delete_batch(session: AsyncSession, model: type[m.Base], where: Colum
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+async def _delete_changes(session: AsyncSession, where: ColumnElement[bool], batch_size: int) -> int:
+    """Delete the oldest changes matching ``where`` and raise the horizon to the newest version deleted, in the
+    same transaction: the watch feed answers 410 to a version older than it (services/change_feed.py)."""
+    version = m.TaskInstanceChange.version
+    chosen = select(version).where(where).order_by(version).limit(batch_size)
+    if session.bind.dialect.name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    versions = list(await session.scalars(chosen))
+    if not versions:
+        return 0
+    await session.execute(
+        delete(m.TaskInstanceChange).where(version.in_(versions)).execution_options(synchronize_session=False)
+    )
+    await raise_horizon(session, max(versions))
+    return len(versions)
+
+
+async def raise_horizon(session: AsyncSession, deleted: int) -> None:
+    """The horizon is now at least ``deleted`` (two replicas sweeping at once only ever raise it)."""
+    table = m.TaskInstanceChangeHorizon
+    statement: Executable
+    if session.bind.dialect.name == "postgresql":
+        upsert = pg_insert(table).values(id=HORIZON_ROW, version=deleted)
+        statement = upsert.on_conflict_do_update(
+            index_elements=[table.id], set_={"version": func.greatest(table.version, upsert.excluded.version)}
+        )
+    else:
+        upsert_sqlite = sqlite_insert(table).values(id=HORIZON_ROW, version=deleted)
+        statement = upsert_sqlite.on_conflict_do_update(
+            index_elements=[table.id], set_={"version": func.max(table.version, upsert_sqlite.excluded.version)}
+        )
+    await session.execute(statement)
+
+
 async def sweep(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> Swept:
     """Delete every deletable row, one short transaction per batch; safe to run on several replicas at once."""
     swept = Swept()
@@ -111,7 +159,10 @@ async def sweep(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
         while True:
             started = time.monotonic()
             async with sessionmaker() as session, session.begin():
-                deleted = await _delete_batch(session, model, where, batch_size)
+                if model is m.TaskInstanceChange:
+                    deleted = await _delete_changes(session, where, batch_size)
+                else:
+                    deleted = await _delete_batch(session, model, where, batch_size)
             swept.batches += 1
             setattr(swept, kind, getattr(swept, kind) + deleted)
             if deleted < batch_size:

@@ -17,6 +17,7 @@ from tocsin_wire.problems import PROBLEM_MEDIA_TYPE, kind_of_status, problem_typ
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from tocsin_server.generated.models import Problem
+from tocsin_server.web.draining import drain
 
 MAX_URL_BYTES: Final = 8192
 """The longest request target (path and query) accepted; longer is 414."""
@@ -63,6 +64,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._lingering is not None:
             self._lingering.cancel()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """The graceful shutdown begins: open watch streams end now rather than hold it up (web/draining.py)."""
+        drain()
+        super().shutdown()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

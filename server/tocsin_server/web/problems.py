@@ -24,12 +24,13 @@ from tocsin_server.db.health import (
 from tocsin_server.errors import (
     ConflictError,
     ForbiddenError,
+    HistoryExpiredError,
     InvalidError,
     NotFoundError,
     ServiceError,
     TooLargeError,
 )
-from tocsin_server.generated.models import FieldError, Problem
+from tocsin_server.generated.models import FieldError, HistoryExpiredProblem, Problem
 from tocsin_server.web.body_errors import BodyMismatchError, MalformedBodyError
 from tocsin_server.web.framework_text import litestar_missing_parameter
 from tocsin_server.web.json_limits import BodyRejectedError
@@ -141,6 +142,16 @@ def _on_service(request: Request[Any, Any, Any], exc: ServiceError) -> Response[
             errors=[FieldError(key=exc.field or "", message=exc.message, source="header")],
             supported_versions=list(exc.supported_versions),
         )
+    if isinstance(exc, HistoryExpiredError):
+        expired = HistoryExpiredProblem(
+            type=problem_type(kinds.HISTORY_EXPIRED),
+            title=HTTPStatus.GONE.phrase,
+            status=410,
+            detail=exc.message,
+            instance=request.url.path,
+            oldest_version=exc.oldest_version,
+        )
+        return Response(expired, status_code=410, media_type=PROBLEM_MEDIA_TYPE)
     status, body = service_problem(exc, instance=request.url.path)
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 

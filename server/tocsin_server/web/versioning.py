@@ -194,9 +194,10 @@ VERSION_CHANGES: Final = (
     VersionChange(
         "2027-01-01",
         "Unknown query parameters refused; trigger, job and log filters and fields for operators (tocsin triggers "
-        "list, jobs list, logs --follow).",
+        "list, jobs list, logs --follow); the watch feed of task-instance changes.",
         (
             UnknownQueryParametersRefused(),
+            OperationAdded("watchTaskInstanceChanges"),
             QueryParameterAdded("listTriggers", "state"),
             QueryParameterAdded("listTriggers", "job_id"),
             QueryParameterAdded("listTriggers", "classpath"),
