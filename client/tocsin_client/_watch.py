@@ -13,8 +13,10 @@ than the retained history), 401/403 (the token), any other 4xx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import socket
 import time
 from collections.abc import AsyncGenerator, Generator, Mapping
 from dataclasses import dataclass
@@ -163,6 +165,21 @@ def _unknown_item_type(line: str) -> bool:
     return isinstance(data, dict) and isinstance(data.get("type"), str) and data["type"] not in _ITEM_TYPES
 
 
+def _wake(response: httpx.Response | None) -> None:
+    """Make a read blocked on ``response`` in another thread fail at once: shut its socket down (closing the file
+    descriptor alone does not wake a blocked ``recv``)."""
+    stream = None if response is None else response.extensions.get("network_stream")
+    sock = None if stream is None else stream.get_extra_info("socket")
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _request_error(exc: httpx.RequestError | httpx.StreamError) -> httpx.RequestError:
+    """A stream error (the response was closed under the read) as the transport error it amounts to."""
+    return exc if isinstance(exc, httpx.RequestError) else httpx.ReadError(str(exc))
+
+
 def _ended() -> TransportError:
     return TransportError(f"GET {PATH}: the server ended the stream")
 
@@ -178,6 +195,8 @@ class AsyncWatch(Generic[T]):
         self._client = client
         self._feed = feed
         self._items = self._run()  # the generator holds the stream's connection between two items
+        self._response: httpx.Response | None = None
+        self._closed = False
 
     @property
     def version(self) -> int | None:
@@ -191,8 +210,13 @@ class AsyncWatch(Generic[T]):
         return await anext(self._items)
 
     async def aclose(self) -> None:
-        """Close the stream's connection."""
-        await self._items.aclose()
+        """Close the stream's connection; the iteration ends. Safe while another task awaits the next item (that
+        task's iteration ends too)."""
+        self._closed = True
+        if not getattr(self._items, "ag_running", False):  # typeshed's AsyncGenerator protocol lacks it
+            await self._items.aclose()
+        elif self._response is not None:  # another task is reading the stream: end its read, the generator returns
+            await self._response.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -204,9 +228,10 @@ class AsyncWatch(Generic[T]):
 
     async def _run(self) -> AsyncGenerator[T, None]:
         feed, http = self._feed, self._client._http
-        while True:
+        while not self._closed:
             try:
                 async with http.stream("GET", PATH, **feed.request(http.timeout)) as response:
+                    self._response = response
                     if response.status_code != 200:
                         await response.aread()
                     if (error := feed.opened(response)) is not None:
@@ -215,11 +240,16 @@ class AsyncWatch(Generic[T]):
                         if (item := feed.accept(line)) is not None:
                             yield cast("T", item)
                 raise _ended()
-            except httpx.RequestError as exc:
-                delay = feed.retry_delay(self._client._transport_error(exc, "GET", PATH))
+            except (httpx.RequestError, httpx.StreamError) as exc:
+                if self._closed:
+                    return  # closed by another task: the read it was in failed on purpose
+                delay = feed.retry_delay(self._client._transport_error(_request_error(exc), "GET", PATH))
             except (APIError, TransportError) as error:
                 delay = feed.retry_delay(error)
-            await asyncio.sleep(delay)
+            finally:
+                self._response = None
+            if not self._closed:
+                await asyncio.sleep(delay)
 
 
 class Watch(Generic[T]):
@@ -229,6 +259,8 @@ class Watch(Generic[T]):
         self._client = client
         self._feed = feed
         self._items = self._run()  # the generator holds the stream's connection between two items
+        self._response: httpx.Response | None = None
+        self._closed = False
 
     @property
     def version(self) -> int | None:
@@ -242,8 +274,12 @@ class Watch(Generic[T]):
         return next(self._items)
 
     def close(self) -> None:
-        """Close the stream's connection."""
-        self._items.close()
+        """Close the stream's connection; the iteration ends. Safe from another thread than the one iterating."""
+        self._closed = True
+        try:
+            self._items.close()
+        except ValueError:  # "generator already executing": another thread is blocked reading the stream
+            _wake(self._response)
 
     def __enter__(self) -> Self:
         return self
@@ -255,9 +291,10 @@ class Watch(Generic[T]):
 
     def _run(self) -> Generator[T, None, None]:
         feed, http = self._feed, self._client._http
-        while True:
+        while not self._closed:
             try:
                 with http.stream("GET", PATH, **feed.request(http.timeout)) as response:
+                    self._response = response
                     if response.status_code != 200:
                         response.read()
                     if (error := feed.opened(response)) is not None:
@@ -266,8 +303,13 @@ class Watch(Generic[T]):
                         if (item := feed.accept(line)) is not None:
                             yield cast("T", item)
                 raise _ended()
-            except httpx.RequestError as exc:
-                delay = feed.retry_delay(self._client._transport_error(exc, "GET", PATH))
+            except (httpx.RequestError, httpx.StreamError) as exc:
+                if self._closed:
+                    return  # closed from another thread: the read it was blocked in failed on purpose
+                delay = feed.retry_delay(self._client._transport_error(_request_error(exc), "GET", PATH))
             except (APIError, TransportError) as error:
                 delay = feed.retry_delay(error)
-            time.sleep(delay)
+            finally:
+                self._response = None
+            if not self._closed:
+                time.sleep(delay)

@@ -52,7 +52,8 @@ LogRow = tuple[int, UUID, str, str, str]
 
 
 def _uuid(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
+    """A stored task-instance id: 16 bytes on SQLite, a native uuid on PostgreSQL."""
+    return UUID(bytes=value) if isinstance(value, bytes) else UUID(str(value))
 
 
 def change_log(url: str, run_id: str, after: int = 0) -> list[LogRow]:
@@ -74,6 +75,13 @@ def as_rows(changes: list[TaskInstanceChange]) -> list[LogRow]:
 def newest_version(client: Client) -> int:
     """The newest version now: the page without ``after`` starts there."""
     return client.watch_task_instance_changes(limit=1).version
+
+
+def poll_until(check: Callable[[], bool], deadline_s: float, what: str) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {deadline_s} s"
+        time.sleep(0.05)
 
 
 async def until(check: Callable[[], bool], deadline_s: float, what: str) -> None:
@@ -120,12 +128,13 @@ def test__sync_watch__yields_each_change_of_its_run_once_in_order__as_the_change
                 for run_id in ("r1", "r2"):
                     await writer.create_dag_run(DagRunBody(dag_id="etl", run_id=run_id))
                 await asyncio.gather(run_tasks(writer, "r1", range(8)), run_tasks(writer, "r2", range(8)))
-                expected = len(change_log(url, "r1", start))
+                expected = len(await asyncio.to_thread(change_log, url, "r1", start))
                 await until(lambda: len(seen) >= expected or bool(failure), 30, f"{expected} changes watched")
 
         asyncio.run(write())
-        watch.close()
+        watch.close()  # from this thread, while the consumer's thread is blocked reading the stream
         consumer.join(10)
+        assert not consumer.is_alive(), "close() from another thread did not end the iteration"
     assert not failure, failure
     assert bookmarks[0].version == start  # the stream starts right after the version asked for
     logged = change_log(url, "r1", start)
@@ -212,14 +221,14 @@ def test__async_watch__server_sigkilled_mid_stream_and_restarted__resumes_with_n
                     await phase_one  # the writer's next call finds no server
                 await asyncio.to_thread(server.start)  # the same database, the same port
                 await run_tasks(writer, "r1", range(100, 110))
-                expected = len(change_log(url, "r1", begin))
+                expected = len(await asyncio.to_thread(change_log, url, "r1", begin))
                 await until(lambda: len(seen) >= expected or consumer.done(), 60, f"{expected} changes watched")
                 assert not consumer.done(), consumer.exception()
                 consumer.cancel()
             return seen
 
         seen = asyncio.run(scenario())
-    logged = change_log(url, "r1", begin)
+        logged = change_log(url, "r1", begin)
     assert as_rows(seen) == logged  # nothing lost, nothing twice, in order
     tasks = {c.task_id for c in seen}
     assert "t000" in tasks and "t100" in tasks and "t109" in tasks  # changes from before and after the restart
@@ -270,7 +279,7 @@ def test__resume_point_older_than_the_retained_history__raises_history_expired_w
             def expired() -> bool:
                 return [row[0] for row in change_log(url, "r1")] == versions[3:]
 
-            asyncio.run(until(expired, 30, "retention deleting the three aged changes"))
+            poll_until(expired, 30, "retention deleting the three aged changes")
             before = _requests(server, "410")
             started = time.monotonic()
             with pytest.raises(HistoryExpiredError) as raised:
