@@ -35,12 +35,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import httpx
 from tocsin_client import AsyncClient
 from tocsin_client.demo import DemoResult, Observe, percentile, run_demo
-from tocsin_client.generated.models import ChangeBookmark
+from tocsin_client.generated.models import ChangeBookmark, DagRunBody, RunningStateUpdate, TaskInstanceBody
 from tocsin_server.web.tokens import TokenAuthority
 
 from harness.databases import postgres_database, sqlite_database
@@ -142,12 +143,50 @@ def processes(database_url: str, tasks: int, folder: Path) -> Iterator[tuple[str
                         process.wait()
 
 
-async def one_round(url: str, token: str, tasks: int, delay_s: float, observe: Observe) -> tuple[DemoResult, str]:
+async def one_round(url: str, token: str, tasks: int, delay_s: float, observe: str) -> tuple[DemoResult, str]:
     async with AsyncClient(url, token=token) as client:
-        result = await run_demo(client, tasks, delay_s=delay_s, timeout_s=120, out=sys.stderr, observe=observe)
+        how = cast("Observe", observe)
+        result = await run_demo(client, tasks, delay_s=delay_s, timeout_s=120, out=sys.stderr, observe=how)
         runs = await client.list_dag_runs(dag_id="tocsin_demo", limit=1000)
     run_id = max(run.run_id for run in runs.dag_runs)  # the demo's run ids sort by their creation time
     return result, run_id
+
+
+async def feed_alone(url: str, token: str, writes: int) -> tuple[list[float], list[float]]:
+    """``writes`` state changes made one at a time through the API while a watch reads the feed: seconds from
+    sending each write to its answer (the write committed), and from sending it to its change on the watch."""
+    run_id = f"feed__{time.time_ns()}"
+    sent: dict[str, float] = {}
+    answered: list[float] = []
+    seen: list[float] = []
+    async with AsyncClient(url, token=token) as writer, AsyncClient(url, token=token) as engine:
+        await writer.create_dag_run(DagRunBody(dag_id="feed_alone", run_id=run_id))
+        ids = [
+            (
+                await writer.create_task_instance(TaskInstanceBody(dag_id="feed_alone", run_id=run_id, task_id=f"t{n}"))
+            ).id
+            for n in range(writes)
+        ]
+        after = (await engine.watch_task_instance_changes(limit=1)).version
+        done = asyncio.Event()
+
+        async def watch() -> None:
+            async with engine.watch_task_instances(after=after, run_id=run_id) as changes:
+                async for change in changes:
+                    seen.append(time.perf_counter() - sent[change.task_id])
+                    if len(seen) == writes:
+                        done.set()
+                        return
+
+        watcher = asyncio.create_task(watch())
+        for n, ti_id in enumerate(ids):
+            sent[f"t{n}"] = started = time.perf_counter()
+            await writer.update_task_instance_state(ti_id, RunningStateUpdate())
+            answered.append(time.perf_counter() - started)
+            await asyncio.sleep(0.01)  # one change at a time: each is seen alone, not in a batch
+        await asyncio.wait_for(done.wait(), 60)
+        await watcher
+    return answered, seen
 
 
 async def idle_cost(url: str, token: str, server_pid: int, watchers: int, seconds: float) -> tuple[float, float, int]:
@@ -190,6 +229,8 @@ def main() -> None:
     parser.add_argument("--idle-watchers", type=int, default=100)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--skip-idle", action="store_true")
+    parser.add_argument("--rounds", default="watch,poll,both", help="watch alone, poll alone, both on the same fires")
+    parser.add_argument("--feed-writes", type=int, default=200, help="single writes timed through the feed alone")
     args = parser.parse_args()
     delay_s = args.delay if args.delay is not None else max(10.0, args.tasks / 150)  # deferring must end before T
     folder = Path(tempfile.mkdtemp(prefix="tocsin-watch-latency-"))
@@ -198,9 +239,12 @@ def main() -> None:
         database = postgres_database() if args.db == "postgres" else sqlite_database(folder)
         database_url = stack.enter_context(database)
         url, server = stack.enter_context(processes(database_url, args.tasks, folder))
-        watched, watch_run = asyncio.run(one_round(url, token, args.tasks, delay_s, "watch"))
-        polled, _ = asyncio.run(one_round(url, token, args.tasks, delay_s, "poll"))
-        applied = [(at - watched.fire_at).total_seconds() for at in changed_at(database_url, watch_run)]
+        rounds: dict[str, tuple[DemoResult, list[float]]] = {}
+        for name in args.rounds.split(","):
+            result, run_id = asyncio.run(one_round(url, token, args.tasks, delay_s, name))
+            applied = [(at - result.fire_at).total_seconds() for at in changed_at(database_url, run_id)]
+            rounds[name] = result, applied
+        answered, on_feed = asyncio.run(feed_alone(url, token, args.feed_writes))
         idle = None
         if not args.skip_idle:
             idle = asyncio.run(idle_cost(url, token, server.pid, args.idle_watchers, args.idle_seconds))
@@ -208,17 +252,25 @@ def main() -> None:
         f"# watch feed vs polling — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, {args.db}; server, triggerer, database and client on the same host\n"
     )
-    print(f"| measure (N = {args.tasks:,} fires at one moment T, ms after T) | p50 | p99 | max |")
+    print(f"| round | measure (N = {args.tasks:,} fires at one moment T, ms after T) | p50 | p99 | max |")
+    print("|---|---|---:|---:|---:|")
+    for name, (result, applied) in rounds.items():
+        label = {"watch": "watch alone", "poll": "poll alone", "both": "watch + poll, same fires"}[name]
+        print(f"| {label} | server made the change (`changed_at`, before its commit) | {stats(applied)} |")
+        if name in ("watch", "both"):
+            print(f"| | **the change reached the engine through the watch feed** | {stats(result.latencies_s)} |")
+        polled = result.latencies_s if name == "poll" else result.polled_latencies_s
+        if polled is not None:
+            print(f"| | baseline: first listed `scheduled` by a 50 ms poll of the admin list | {stats(polled)} |")
+    print(
+        f"\n| the feed alone: {args.feed_writes} state changes through the API, one at a time (ms after each was sent) | p50 | p99 | max |"
+    )
     print("|---|---:|---:|---:|")
-    print(f"| watch round: server made the change (`changed_at`, before commit) | {stats(applied)} |")
-    print(f"| **watch round: the change reached the engine (watch feed)** | {stats(watched.latencies_s)} |")
-    print(
-        f"| baseline, poll round: first listed `scheduled` by a 50 ms poll of the admin list | {stats(polled.latencies_s)} |"
-    )
-    print(
-        f"\nresumed {watched.resumed}/{watched.tasks} (watch), {polled.resumed}/{polled.tasks} (poll); "
-        f"late deferrals: {watched.late_deferrals}, {polled.late_deferrals}; T was {delay_s:.0f} s after deferring began"
-    )
+    print(f"| the write answered (committed) | {stats(answered)} |")
+    print(f"| **its change reached a watching engine** | {stats(on_feed)} |")
+    resumed = ", ".join(f"{name} {result.resumed}/{result.tasks}" for name, (result, _) in rounds.items())
+    late = sum(result.late_deferrals for result, _ in rounds.values())
+    print(f"\nresumed: {resumed}; late deferrals: {late}; T was {delay_s:.0f} s after deferring began")
     if idle is not None:
         without, with_watchers, bookmarks = idle
         print(

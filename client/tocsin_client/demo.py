@@ -5,13 +5,15 @@ It uses only the public API, as a workflow engine would: create a dag run and N 
 then watch the feed of task-instance changes (``watch_task_instances``) and show a progress bar while the
 triggerer fires them and the server resumes them. The fire-to-resume latency of each task is the moment its
 change into ``scheduled`` reached this client minus the trigger's fire moment. ``observe="poll"`` polls the admin
-task-instance list every 50 ms instead (what engines did before the feed; the benchmarks compare the two).
+task-instance list every 50 ms instead (what engines did before the feed), and ``observe="both"`` does both at once
+on the same fires (``polled_latencies_s``): benchmarks/watch_latency.py compares them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import math
 import sys
 import time
@@ -29,7 +31,7 @@ __all__ = ["DemoResult", "percentile", "run_demo"]
 CONCURRENCY = 32
 PAGE = 1000
 POLL_INTERVAL_S = 0.05
-Observe = Literal["watch", "poll"]
+Observe = Literal["watch", "poll", "both"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class DemoResult:
     late_deferrals: int
     fire_at: datetime
     observed: Observe = "watch"
+    polled_latencies_s: list[float] | None = None
+    """With ``observe="both"``: the poller's latencies, beside the watch's in ``latencies_s``."""
 
     @property
     def ok(self) -> bool:
@@ -116,15 +120,28 @@ async def run_demo(
     deadline = time.monotonic() + (moment - datetime.now(UTC)).total_seconds() + timeout_s
     bar = _Bar(tasks, out)
     bar.show(0, force=True)
+    polled: dict[UUID, float] | None = None
     if observe == "watch":
         seen = await _watched(client, run_id, after, tasks, deadline, bar)
-    else:
+    elif observe == "poll":
         seen = await _polled(client, dag_id, run_id, tasks, moment.timestamp(), deadline, bar)
+    else:
+        quiet = _Bar(tasks, io.StringIO())  # one bar: the watch's
+        seen, polled = await asyncio.gather(
+            _watched(client, run_id, after, tasks, deadline, bar),
+            _polled(client, dag_id, run_id, tasks, moment.timestamp(), deadline, quiet),
+        )
     bar.show(len(seen), force=True)
     out.write("\n")
-    latencies = [max(0.0, at - moment.timestamp()) for at in seen.values()]
+    fired = moment.timestamp()
     return DemoResult(
-        tasks=tasks, resumed=len(seen), latencies_s=latencies, late_deferrals=late, fire_at=moment, observed=observe
+        tasks=tasks,
+        resumed=len(seen),
+        latencies_s=[max(0.0, at - fired) for at in seen.values()],
+        late_deferrals=late,
+        fire_at=moment,
+        observed=observe,
+        polled_latencies_s=None if polled is None else [max(0.0, at - fired) for at in polled.values()],
     )
 
 
