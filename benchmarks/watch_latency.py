@@ -4,15 +4,20 @@
         [--idle-watchers 100] [--idle-seconds 30] [--skip-idle]
 
 A real ``tocsin api-server`` (one uvicorn worker) and a real ``tocsin triggerer`` (one runner) on a fresh database.
-Two rounds on the same processes, one after the other, each ``tocsin demo``'s flow: N task instances deferred on
-``DateTimeTrigger``s due at the same moment T, then
+Rounds on the same processes, one after the other (``--rounds``), each ``tocsin demo``'s flow: N task instances
+deferred on ``DateTimeTrigger``s due at the same moment T, then
 
-- **watch** (what the demo does): the engine reads ``watch_task_instances`` (NDJSON stream); a task counts as
-  resumed when its change into ``scheduled`` reaches the client. Beside it, from the change log, ``changed_at``
-  minus T: when the server made the change (stamped as it applies the event batch; the commit follows), which
-  splits the figure into the triggerer + event submission + apply part and the commit + feed part;
-- **poll**, the baseline in the same run: a 50 ms poll of the admin task-instance list
-  (``GET /api/v1/task-instances?state=scheduled``), the first time each task is listed ``scheduled``, minus T.
+- **watch alone** (what the demo does): the engine reads ``watch_task_instances`` (NDJSON stream); a task counts as
+  resumed when its change into ``scheduled`` reaches the client;
+- **poll alone**, the baseline: a 50 ms poll of the admin task-instance list
+  (``GET /api/v1/task-instances?state=scheduled``), the first time each task is listed ``scheduled``;
+- **both** on the same fires at once: the fairest comparison, since how long the triggerer and the server take to
+  get the events in varies from round to round on a shared machine (the poll's load is then on the server too).
+
+Each round also shows, from the change log, ``changed_at`` minus T: when the server made the change (stamped as it
+applies the event batch; the commit follows), which splits the figure into the triggerer + event submission part
+and the apply + commit + feed part. Then **the feed alone**: single state changes through the API, one at a time,
+timed from sending the write to its answer and to its change reaching a watching engine.
 
 Then the cost of idle watchers: the server process's CPU time (``/proc``, utime + stime, it and its children)
 over ``--idle-seconds`` with ``--idle-watchers`` NDJSON streams open and nothing changing (bookmarks only), beside
