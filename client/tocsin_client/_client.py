@@ -256,8 +256,9 @@ class Client(_BaseClient, SyncOperations):
         lost, server restarted, 5xx, 429) after a capped, jittered ``backoff``, and resumes after the last version
         it yielded or was bookmarked, so each change is yielded once. ``after=None`` starts at the newest version
         (only changes committed once the first stream is open); ``bookmarks=True`` also yields the feed's
-        ``ChangeBookmark``s. The watch's ``version`` is its resume point. ``read_timeout_s`` (above the server's
-        10-second bookmark interval) is how long a silent stream counts as alive; ``give_up_after_s`` re-raises the
+        ``ChangeBookmark``s. The watch's ``version`` is its resume point. ``read_timeout_s`` (keep it above the
+        server's bookmark interval, ``TOCSIN_WATCH_BOOKMARK_S``, 10 s by default) is how long a silent stream counts
+        as alive; ``give_up_after_s`` re-raises the
         last transient error once reconnecting has failed that long (None: keep trying).
 
         Raises:
@@ -266,15 +267,7 @@ class Client(_BaseClient, SyncOperations):
             APIError: any other 4xx (a bad filter), not retried; DecodeError: a line that does not fit the contract.
         """
         filters = {"dag_id": dag_id, "run_id": run_id, "state": state}
-        feed = _Feed(
-            self,
-            after,
-            filters,
-            bookmarks=bookmarks,
-            backoff=backoff,
-            read_timeout_s=read_timeout_s,
-            give_up_after_s=give_up_after_s,
-        )
+        feed = _Feed(self, after, filters, backoff, bookmarks, read_timeout_s, give_up_after_s)
         return Watch(self, feed)
 
     def close(self) -> None:
@@ -382,15 +375,7 @@ class AsyncClient(_BaseClient, AsyncOperations):
     ) -> AsyncWatch[Any]:
         """The async twin of ``Client.watch_task_instances``: ``async for change in client.watch_task_instances()``."""
         filters = {"dag_id": dag_id, "run_id": run_id, "state": state}
-        feed = _Feed(
-            self,
-            after,
-            filters,
-            bookmarks=bookmarks,
-            backoff=backoff,
-            read_timeout_s=read_timeout_s,
-            give_up_after_s=give_up_after_s,
-        )
+        feed = _Feed(self, after, filters, backoff, bookmarks, read_timeout_s, give_up_after_s)
         return AsyncWatch(self, feed)
 
     async def aclose(self) -> None:

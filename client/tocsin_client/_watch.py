@@ -73,9 +73,8 @@ class _Feed:
         client: _BaseClient,
         after: int | None,
         filters: Mapping[str, object],
-        *,
-        bookmarks: bool,
         backoff: Backoff,
+        bookmarks: bool,
         read_timeout_s: float,
         give_up_after_s: float | None,
     ) -> None:
