@@ -20,6 +20,8 @@ class LiveServer:
     url: str
     env: dict[str, str]
     log: Path
+    pid: int = 0
+    """The server process (for tests that signal or kill it)."""
 
 
 def free_port() -> int:
@@ -65,7 +67,7 @@ def live_server(
         )
     try:
         wait_until_healthy(url, process, log, ready_within_s)
-        yield LiveServer(url=url, env=env, log=log)
+        yield LiveServer(url=url, env=env, log=log, pid=process.pid)
     finally:
         process.terminate()
         try:
