@@ -56,8 +56,16 @@ class _Bearer:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
+LONG_POLL_S = 0.1
+"""The most a fuzzed long poll (``watchTaskInstanceChanges``'s ``wait``) may wait: no one commits the change it
+waits for, so each would take its whole wait (up to 30 s). Its waking is tested in test_watch_feed.py."""
+
+
 def _fuzz(case: schemathesis.Case, server: LiveServer, version: str) -> None:
     case.headers = {**(case.headers or {}), "Tocsin-API-Version": version}
+    wait = (case.query or {}).get("wait")
+    if isinstance(wait, int | float) and not isinstance(wait, bool) and wait > LONG_POLL_S:
+        case.query = {**(case.query or {}), "wait": LONG_POLL_S}
     # A session of our own, closed at once: without one schemathesis makes one per call and leaves its socket to
     # the garbage collector, whose ResourceWarning then fails whichever later test it lands in.
     with requests.Session() as session:

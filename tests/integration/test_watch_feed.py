@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
+from sqlalchemy import insert
+from tocsin_server.db import models as m
+from tocsin_server.db.engine import create_write_engine
+from tocsin_server.db.reads import create_reads
+from tocsin_server.db.transactions import create_sessionmaker
+from tocsin_server.errors import HistoryExpiredError
+from tocsin_server.services import change_feed
+from tocsin_server.services._time import utcnow
+from tocsin_server.services.change_notices import ChangeNotices
+from tocsin_server.services.retention import sweep
 
 from tests.integration.orchestration import defer, register, sql
 
@@ -162,3 +176,95 @@ def test__worker_or_admin_scope(client: Client, auth: Auth) -> None:
 def test__older_versions_do_not_have_it(admin: Client) -> None:
     response = admin.get(FEED, headers={"Tocsin-API-Version": "2026-12-15"})
     assert response.status_code == 404
+
+
+async def test__retention_deletes_a_prefix_of_versions_and_moves_the_horizon_the_feed_answers_410_by(
+    settings: Any,
+) -> None:
+    """Changes past the window go oldest version first, never one behind a younger change (``changed_at`` is not
+    quite in version order), and the newest version deleted becomes the line for 410."""
+    windowed = replace(settings, retention_changes_s=86400.0)
+    engine = create_write_engine(windowed)
+    sessions = create_sessionmaker(engine)
+    old, young = utcnow() - timedelta(days=3), utcnow()
+    row = {"dag_id": "d", "run_id": "r", "task_id": "t", "map_index": -1, "try_number": 1, "reason": "changed"}
+    async with sessions() as session, session.begin():
+        await session.execute(
+            insert(m.TaskInstanceChange),
+            [
+                {
+                    **row,
+                    "task_instance_id": uuid.uuid4(),
+                    "previous_state": "none",
+                    "state": "running",
+                    "changed_at": at,
+                }
+                for at in (old, old, young, old, young)  # the 4th is old but behind a young one: it stays
+            ],
+        )
+    reads = create_reads(windowed)
+    await reads.start()
+    try:
+        versions = [c.version for c in (await change_feed.read_page(reads, 0, 10, change_feed.Filters())).changes]
+        swept = await sweep(sessions, windowed)
+        assert swept.changes == 2
+        kept = [c.version for c in (await change_feed.read_page(reads, versions[1], 10, change_feed.Filters())).changes]
+        assert kept == versions[2:]
+        with pytest.raises(HistoryExpiredError) as expired:
+            await change_feed.read_page(reads, versions[1] - 1, 10, change_feed.Filters())
+        assert expired.value.oldest_version == versions[2]
+        # Everything goes once it is all old: the horizon says where the history ended.
+        await sweep(sessions, replace(windowed, retention_changes_s=0.001))
+        with pytest.raises(HistoryExpiredError) as gone:
+            await change_feed.read_page(reads, versions[1], 10, change_feed.Filters())
+        assert gone.value.oldest_version == versions[-1] + 1
+        assert (await change_feed.read_page(reads, versions[-1], 10, change_feed.Filters())).changes == []
+    finally:
+        await reads.stop()
+        await engine.dispose()
+
+
+class _CountingReads:
+    """The read path, counting the statements watchers send."""
+
+    def __init__(self, reads: Any) -> None:
+        self.reads = reads
+        self.statements = 0
+
+    async def fetch_one(self, sql: str, params: Any) -> Any:
+        self.statements += 1
+        return await self.reads.fetch_one(sql, params)
+
+    async def fetch_all(self, sql: str, params: Any) -> Any:
+        self.statements += 1
+        return await self.reads.fetch_all(sql, params)
+
+
+async def test__a_hundred_idle_watchers_read_once_each_then_only_when_woken(settings: Any) -> None:
+    reads = create_reads(settings)
+    await reads.start()
+    counting = _CountingReads(reads)
+    notices = ChangeNotices()
+    try:
+        polls = [
+            asyncio.create_task(change_feed.long_poll(counting, notices, 0, 10, change_feed.Filters(), 5.0))  # type: ignore[arg-type]
+            for _ in range(100)
+        ]
+        deadline = time.monotonic() + 5
+        while counting.statements < 300:  # three statements per read (change_feed's docstring)
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1.0)  # idle: nobody reads again
+        assert counting.statements == 300
+        notices.notify()  # a commit: each re-reads once, finds nothing (no change was made) and waits on
+        deadline = time.monotonic() + 5
+        while counting.statements < 600:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)
+        assert counting.statements == 600
+        notices.close()  # the server stops: every long poll answers at once
+        pages = await asyncio.wait_for(asyncio.gather(*polls), 5)
+        assert all(page.changes == [] for page in pages)
+    finally:
+        await reads.stop()

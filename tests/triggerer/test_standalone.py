@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -118,6 +119,30 @@ def test__one_stop_signal__stops_the_triggerer_first_then_the_server_then_exits(
     assert f"{signals[0]}: stopping the triggerer, then the API server" in output
     assert "Traceback" not in output
     assert_nothing_listens(standalone.port)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test__ctrl_c_stops_promptly_with_a_curl_watching_the_change_feed(standalone: Standalone) -> None:
+    """uvicorn's graceful shutdown waits for every open answer; the watch stream ends at once instead."""
+    token = subprocess.run(
+        [*TOCSIN, "token", "create", "--scope", "worker"],
+        cwd=standalone.folder,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    url = f"http://127.0.0.1:{standalone.port}/api/v1/task-instances/changes"
+    headers = ["-H", f"Authorization: Bearer {token}", "-H", "Accept: text/event-stream"]
+    with subprocess.Popen(["curl", "-sS", "-N", *headers, url], stdout=subprocess.PIPE) as watcher:
+        assert watcher.stdout is not None
+        assert watcher.stdout.readline() == b"event: bookmark\n"  # the stream is open
+        began = time.monotonic()
+        standalone.process.send_signal(signal.SIGINT)
+        assert standalone.process.wait(timeout=30) == 0
+        assert time.monotonic() - began < 10
+        assert watcher.wait(timeout=10) == 0  # the stream ended cleanly, not cut
+    assert "Traceback" not in standalone.output()
 
 
 def test__two_ctrl_c_in_quick_succession__still_stop_both_children(standalone: Standalone) -> None:

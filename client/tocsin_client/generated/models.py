@@ -1428,7 +1428,10 @@ class TaskInstanceChange(Struct, kw_only=True, tag_field="type", tag="change"):
 
 ChangeStreamItem: TypeAlias = Annotated[
     TaskInstanceChange | ChangeBookmark,
-    Meta(description="One line of the `application/x-ndjson` stream."),
+    Meta(
+        description="One line of the `application/x-ndjson` stream.",
+        examples=[{"type": "bookmark", "version": 41}],
+    ),
 ]
 
 
