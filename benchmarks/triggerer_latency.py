@@ -157,7 +157,9 @@ def main() -> None:
         async def run() -> tuple[DemoResult, list[float]]:
             async with AsyncClient(url, token=token) as client:
                 baseline = await direct_baseline(client, args.tasks)
-                result = await run_demo(client, args.tasks, delay_s=args.delay, timeout_s=120, out=sys.stderr)
+                result = await run_demo(
+                    client, args.tasks, delay_s=args.delay, timeout_s=120, out=sys.stderr, observe="poll"
+                )
             return result, baseline
 
         result, baseline = asyncio.run(run())

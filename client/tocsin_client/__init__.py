@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from tocsin_client._client import AsyncClient, Client
 from tocsin_client._defer import deferral
+from tocsin_client._watch import AsyncWatch, Backoff, Watch
 from tocsin_client.errors import (
     APIError,
     BadRequestError,
     ConflictError,
     DecodeError,
     ForbiddenError,
+    HistoryExpiredError,
     NotFoundError,
     PayloadTooLargeError,
     RateLimitedError,
@@ -29,11 +31,14 @@ __all__ = [
     "API_VERSION",
     "APIError",
     "AsyncClient",
+    "AsyncWatch",
+    "Backoff",
     "BadRequestError",
     "Client",
     "ConflictError",
     "DecodeError",
     "ForbiddenError",
+    "HistoryExpiredError",
     "NotFoundError",
     "PayloadTooLargeError",
     "RateLimitedError",
@@ -42,6 +47,7 @@ __all__ = [
     "TransportError",
     "UnauthorizedError",
     "ValidationError",
+    "Watch",
     "deferral",
     "is_transient",
 ]

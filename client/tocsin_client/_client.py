@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, overload
 
 import msgspec
 from tocsin_wire.headers import REFRESH_HEADER, VERSION_HEADER
@@ -16,18 +16,20 @@ from tocsin_wire.headers import REFRESH_HEADER, VERSION_HEADER
 from tocsin_client._defer import DEFAULT_NEXT_METHOD, deferral
 from tocsin_client._http import httpx
 from tocsin_client._problem import parse_problem
-from tocsin_client.errors import DecodeError, TransportError, error_for_status
+from tocsin_client._watch import DEFAULT_READ_TIMEOUT_S, AsyncWatch, Backoff, Watch, _Feed
+from tocsin_client.errors import APIError, DecodeError, TransportError, error_for_status
 from tocsin_client.generated.operations import API_VERSION, AsyncOperations, SyncOperations
 
 if TYPE_CHECKING:
     from datetime import timedelta
     from uuid import UUID
 
-    from tocsin_client.generated.models import TaskInstance
+    from tocsin_client.generated.models import ChangeBookmark, TaskInstance, TaskInstanceChange, TaskInstanceStateName
     from tocsin_client.triggers.base import BaseTrigger
 
 DEFAULT_TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+DEFAULT_BACKOFF: Final = Backoff()
 _ACCEPT: Final = "application/json, application/problem+json"
 OPERATION_EXTENSION: Final = "tocsin.operation"
 """The httpx request extension that carries the operationId of the call."""
@@ -118,16 +120,26 @@ class _BaseClient:
             "extensions": {OPERATION_EXTENSION: operation},
         }
 
-    def _handle(
-        self, response: httpx.Response, *, method: str, path: str, expected: int, response_type: type[Any] | None
-    ) -> Any:
+    def _refresh_token(self, response: httpx.Response) -> None:
         # Any response may carry a refreshed token, an error as much as a success.
         if refreshed := response.headers.get(REFRESH_HEADER):
             self._token = refreshed
+
+    @staticmethod
+    def _error(response: httpx.Response, *, method: str, path: str) -> APIError:
+        """The exception for an unexpected status, its problem parsed from the (read) body."""
+        status = response.status_code
+        return error_for_status(status)(status, parse_problem(status, response.content), method=method, path=path)
+
+    _transport_error = staticmethod(_transport_error)
+
+    def _handle(
+        self, response: httpx.Response, *, method: str, path: str, expected: int, response_type: type[Any] | None
+    ) -> Any:
+        self._refresh_token(response)
         status = response.status_code
         if status != expected:
-            problem = parse_problem(status, response.content)
-            raise error_for_status(status)(status, problem, method=method, path=path)
+            raise self._error(response, method=method, path=path)
         if response_type is None:
             return None
         try:
@@ -179,7 +191,7 @@ class Client(_BaseClient, SyncOperations):
         try:
             response = self._http.request(method, path, **self._request_args(operation, params, body))
         except httpx.RequestError as exc:
-            raise _transport_error(exc, method, path) from exc
+            raise self._transport_error(exc, method, path) from exc
         return self._handle(response, method=method, path=path, expected=expected, response_type=response_type)
 
     def defer_task_instance(
@@ -208,6 +220,64 @@ class Client(_BaseClient, SyncOperations):
             start_from_trigger=start_from_trigger,
         )
         return self.update_task_instance_state(task_instance_id, body)
+
+    @overload
+    def watch_task_instances(
+        self,
+        after: int | None = None,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        state: TaskInstanceStateName | None = None,
+        bookmarks: Literal[False] = False,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        give_up_after_s: float | None = None,
+    ) -> Watch[TaskInstanceChange]: ...
+    @overload
+    def watch_task_instances(
+        self,
+        after: int | None = None,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        state: TaskInstanceStateName | None = None,
+        bookmarks: Literal[True],
+        backoff: Backoff = DEFAULT_BACKOFF,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        give_up_after_s: float | None = None,
+    ) -> Watch[TaskInstanceChange | ChangeBookmark]: ...
+    def watch_task_instances(
+        self,
+        after: int | None = None,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        state: TaskInstanceStateName | None = None,
+        bookmarks: bool = False,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        give_up_after_s: float | None = None,
+    ) -> Watch[Any]:
+        """Every task-instance change after version ``after``, in commit order, as they commit (``watchTaskInstanceChanges``).
+
+        An iterator that never ends by itself: it streams the feed, reconnects when the stream breaks (connection
+        lost, server restarted, 5xx, 429) after a capped, jittered ``backoff``, and resumes after the last version
+        it yielded or was bookmarked, so each change is yielded once. ``after=None`` starts at the newest version
+        (only changes committed once the first stream is open); ``bookmarks=True`` also yields the feed's
+        ``ChangeBookmark``s. The watch's ``version`` is its resume point. ``read_timeout_s`` (keep it above the
+        server's bookmark interval, ``TOCSIN_WATCH_BOOKMARK_S``, 10 s by default) is how long a silent stream counts
+        as alive; ``give_up_after_s`` re-raises the
+        last transient error once reconnecting has failed that long (None: keep trying).
+
+        Raises:
+            HistoryExpiredError: 410, ``after`` is older than the retained history (``exc.oldest_version``).
+            UnauthorizedError, ForbiddenError: the token is refused or lacks scope ``worker``/``admin``; not retried.
+            APIError: any other 4xx (a bad filter), not retried; DecodeError: a line that does not fit the contract.
+        """
+        filters = {"dag_id": dag_id, "run_id": run_id, "state": state}
+        feed = _Feed(self, after, filters, backoff, bookmarks, read_timeout_s, give_up_after_s)
+        return Watch(self, feed)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -258,7 +328,7 @@ class AsyncClient(_BaseClient, AsyncOperations):
         try:
             response = await self._http.request(method, path, **self._request_args(operation, params, body))
         except httpx.RequestError as exc:
-            raise _transport_error(exc, method, path) from exc
+            raise self._transport_error(exc, method, path) from exc
         return self._handle(response, method=method, path=path, expected=expected, response_type=response_type)
 
     async def defer_task_instance(
@@ -281,6 +351,49 @@ class AsyncClient(_BaseClient, AsyncOperations):
             start_from_trigger=start_from_trigger,
         )
         return await self.update_task_instance_state(task_instance_id, body)
+
+    @overload
+    def watch_task_instances(
+        self,
+        after: int | None = None,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        state: TaskInstanceStateName | None = None,
+        bookmarks: Literal[False] = False,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        give_up_after_s: float | None = None,
+    ) -> AsyncWatch[TaskInstanceChange]: ...
+    @overload
+    def watch_task_instances(
+        self,
+        after: int | None = None,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        state: TaskInstanceStateName | None = None,
+        bookmarks: Literal[True],
+        backoff: Backoff = DEFAULT_BACKOFF,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        give_up_after_s: float | None = None,
+    ) -> AsyncWatch[TaskInstanceChange | ChangeBookmark]: ...
+    def watch_task_instances(
+        self,
+        after: int | None = None,
+        *,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        state: TaskInstanceStateName | None = None,
+        bookmarks: bool = False,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        give_up_after_s: float | None = None,
+    ) -> AsyncWatch[Any]:
+        """The async twin of ``Client.watch_task_instances``: ``async for change in client.watch_task_instances()``."""
+        filters = {"dag_id": dag_id, "run_id": run_id, "state": state}
+        feed = _Feed(self, after, filters, backoff, bookmarks, read_timeout_s, give_up_after_s)
+        return AsyncWatch(self, feed)
 
     async def aclose(self) -> None:
         """Close the pooled connections."""

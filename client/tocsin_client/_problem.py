@@ -7,18 +7,24 @@ from typing import Any
 
 import msgspec
 
-from tocsin_client.generated.models import FieldError, Problem
+from tocsin_client.generated.models import FieldError, HistoryExpiredProblem, Problem
 
 _DECODER = msgspec.json.Decoder(Problem)
+# Problems that carry members of their own, by type: decoded as their subclass so the members survive.
+_EXTENDED: dict[str, msgspec.json.Decoder[Any]] = {
+    "urn:tocsin:problem:history-expired": msgspec.json.Decoder(HistoryExpiredProblem),
+}
 _MAX_DETAIL = 2000  # a proxy's HTML error page is not worth carrying whole
 
 
 def parse_problem(status: int, content: bytes) -> Problem:
     """The problem in ``content``, or one built from whatever the body holds (a proxy page, nothing)."""
     try:
-        return _DECODER.decode(content)
+        problem = _DECODER.decode(content)
     except msgspec.DecodeError:
         pass
+    else:
+        return _extended(problem, content)
     try:
         data = msgspec.json.decode(content)
     except msgspec.DecodeError:
@@ -27,6 +33,18 @@ def parse_problem(status: int, content: bytes) -> Problem:
         return _from_mapping(status, data)
     text = content.decode("utf-8", "replace").strip()[:_MAX_DETAIL]
     return Problem(type="about:blank", title=_phrase(status), status=status, detail=text or msgspec.UNSET)
+
+
+def _extended(problem: Problem, content: bytes) -> Problem:
+    """``problem`` as its own subclass when its type has one and the body fits it; else as it is."""
+    decoder = _EXTENDED.get(problem.type)
+    if decoder is None:
+        return problem
+    try:
+        extended: Problem = decoder.decode(content)
+    except msgspec.DecodeError:
+        return problem
+    return extended
 
 
 def _from_mapping(status: int, data: dict[str, Any]) -> Problem:

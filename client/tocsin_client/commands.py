@@ -120,7 +120,11 @@ def demo(
         sys.stdout.write(f"resumed {result.resumed}/{result.tasks} tasks\n")
         if result.latencies_s:
             p50, p99 = (percentile(result.latencies_s, q) * 1000 for q in (0.5, 0.99))
-            sys.stdout.write(f"fire-to-resume: p50 {p50:.0f} ms, p99 {p99:.0f} ms (polled every 50 ms)\n")
+            how = "the watch feed" if result.observed == "watch" else "polled every 50 ms"
+            sys.stdout.write(
+                f"fire-to-resume: p50 {p50:.0f} ms, p99 {p99:.0f} ms "
+                f"(from each trigger's fire moment to its change reaching this client, through {how})\n"
+            )
         if result.late_deferrals:
             sys.stdout.write("note: deferring took longer than --delay; latencies include that overrun\n")
         return 0 if result.ok else 1

@@ -11,6 +11,7 @@ The hierarchy, as in httpx::
         ├── ForbiddenError           403
         ├── NotFoundError            404
         ├── ConflictError            409
+        ├── HistoryExpiredError      410  (``oldest_version``: the oldest change the watch feed still keeps)
         ├── PayloadTooLargeError     413
         ├── ValidationError          422
         ├── RateLimitedError         429  (transient)
@@ -27,7 +28,7 @@ from typing import Any, ClassVar
 
 from tocsin_wire.problems import kind_of
 
-from tocsin_client.generated.models import Problem
+from tocsin_client.generated.models import HistoryExpiredProblem, Problem
 
 __all__ = [
     "APIError",
@@ -35,6 +36,7 @@ __all__ = [
     "ConflictError",
     "DecodeError",
     "ForbiddenError",
+    "HistoryExpiredError",
     "NotFoundError",
     "PayloadTooLargeError",
     "RateLimitedError",
@@ -144,6 +146,21 @@ class ConflictError(APIError):
     status_code = 409
 
 
+class HistoryExpiredError(APIError):
+    """410: the change-log version asked for is older than the retained history; changes after it are gone.
+
+    ``oldest_version`` names the oldest change still kept: read on from just before it knowingly (some changes
+    were missed), or list the task instances again and watch from the newest version.
+    """
+
+    status_code = 410
+
+    @property
+    def oldest_version(self) -> int | None:
+        """The oldest version the server still keeps; None when the 410 did not come from tocsin (a proxy's)."""
+        return self.problem.oldest_version if isinstance(self.problem, HistoryExpiredProblem) else None
+
+
 class PayloadTooLargeError(APIError):
     """413: the request body is larger than the server accepts."""
 
@@ -184,6 +201,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
         ForbiddenError,
         NotFoundError,
         ConflictError,
+        HistoryExpiredError,
         PayloadTooLargeError,
         ValidationError,
         RateLimitedError,

@@ -28,6 +28,12 @@ def block(name: str) -> str:
     return match.group("script")
 
 
+def python_block(name: str) -> str:
+    match = re.search(rf"```python {re.escape(name)}\n(?P<script>.*?)```", README.read_text(), re.DOTALL)
+    assert match, f"README.md has no ```python {name} block"
+    return match.group("script")
+
+
 def curl_examples() -> str:
     return block("curl-examples")
 
@@ -99,7 +105,9 @@ def test__readme_commands_as_printed__in_a_fresh_checkout(tmp_path: Path) -> Non
         output = wait_for_output(log, "registered job", standalone, 600)
         assert f"API:       http://127.0.0.1:{README_PORT}" in output
         children = children_of(standalone.pid)
-        second_terminal = "\n".join(["set -euo pipefail", block("try-it"), curl_examples(), block("demo")])
+        # the engine loop runs as a user would paste it into the checkout's Python, with TOCSIN_URL and TOKEN set
+        engine_loop = f".venv/bin/python - <<'PY'\n{python_block('engine-loop')}PY"
+        second_terminal = "\n".join(["set -euo pipefail", block("try-it"), curl_examples(), engine_loop, block("demo")])
         result = subprocess.run(
             ["bash", "-c", second_terminal],
             cwd=checkout,
@@ -114,6 +122,7 @@ def test__readme_commands_as_printed__in_a_fresh_checkout(tmp_path: Path) -> Non
         assert '"state":"deferred"' in result.stdout
         assert '"classpath":"tocsin_client.triggers.TimeDeltaTrigger"' in result.stdout
         assert '"value":{"rows":42}' in result.stdout
+        assert "wait resumed at version" in result.stdout  # the engine loop saw its task resume
         assert "resumed 1000/1000 tasks" in result.stdout
         os.killpg(standalone.pid, signal.SIGINT)  # Ctrl-C in the first terminal
         assert standalone.wait(timeout=90) == 0

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import assert_type
 from uuid import UUID
 
-from tocsin_client import AsyncClient, Client, deferral
+from tocsin_client import AsyncClient, AsyncWatch, Backoff, Client, HistoryExpiredError, Watch, deferral
 from tocsin_client.generated import models
 from tocsin_client.generated.models import TaskInstanceStateName
 from tocsin_client.triggers import TimeDeltaTrigger
@@ -63,6 +63,24 @@ def sync_calls(client: Client, ti_id: UUID) -> None:
     client.defer_task_instance(ti_id, trigger, start_from_trigger="yes")  # type: ignore[arg-type]
     assert_type(deferral(trigger), models.DeferredStateUpdate)
 
+    # Watching changes: an iterator of changes, or of changes and bookmarks when asked for; filters keyword-only.
+    watch = client.watch_task_instances(after=41, dag_id="etl", state=TaskInstanceStateName.scheduled)
+    assert_type(watch, Watch[models.TaskInstanceChange])
+    for change in watch:
+        assert_type(change.version, int)
+        assert_type(change.state, TaskInstanceStateName)
+    assert_type(watch.version, int | None)
+    with client.watch_task_instances(bookmarks=True, backoff=Backoff(max_s=5), give_up_after_s=60) as items:
+        for item in items:
+            assert_type(item, models.TaskInstanceChange | models.ChangeBookmark)
+    client.watch_task_instances(after="41")  # type: ignore[call-overload]
+    client.watch_task_instances(41, "etl")  # type: ignore[call-overload]
+    client.watch_task_instances(state="scheduled")  # type: ignore[call-overload]
+    try:
+        client.watch_task_instances(after=0)
+    except HistoryExpiredError as exc:
+        assert_type(exc.oldest_version, int | None)
+
 
 async def async_calls(client: AsyncClient, ti_id: UUID) -> None:
     states = await client.get_task_instance_states(dag_id="etl", run_id="manual_1")
@@ -77,3 +95,9 @@ async def async_calls(client: AsyncClient, ti_id: UUID) -> None:
     assert_type(deferred, models.TaskInstance)
     started = await client.defer_task_instance(ti_id, TimeDeltaTrigger(timedelta(seconds=5)), start_from_trigger=True)
     assert_type(started.start_from_trigger, bool)
+    async with client.watch_task_instances(run_id="manual_1") as changes:
+        async for change in changes:
+            assert_type(change, models.TaskInstanceChange)
+    assert_type(
+        client.watch_task_instances(bookmarks=True), AsyncWatch[models.TaskInstanceChange | models.ChangeBookmark]
+    )

@@ -51,8 +51,8 @@ def test__operations__each_operation_id_has_one_coroutine_method_on_async_client
 
 def test__operations__clients_add_no_generated_looking_methods() -> None:
     generated = {snake_case(op) for op in OPERATION_IDS}
-    hand_written_sync = {"close", "defer_task_instance", "with_token"}
-    hand_written_async = {"aclose", "defer_task_instance", "with_token"}
+    hand_written_sync = {"close", "defer_task_instance", "watch_task_instances", "with_token"}
+    hand_written_async = {"aclose", "defer_task_instance", "watch_task_instances", "with_token"}
 
     assert public_methods(Client) == generated | hand_written_sync
     assert public_methods(AsyncClient) == generated | hand_written_async
@@ -71,11 +71,14 @@ def test__exported_members__are_pinned() -> None:
         "API_VERSION",
         "APIError",
         "AsyncClient",
+        "AsyncWatch",
+        "Backoff",
         "BadRequestError",
         "Client",
         "ConflictError",
         "DecodeError",
         "ForbiddenError",
+        "HistoryExpiredError",
         "NotFoundError",
         "PayloadTooLargeError",
         "RateLimitedError",
@@ -84,6 +87,7 @@ def test__exported_members__are_pinned() -> None:
         "TransportError",
         "UnauthorizedError",
         "ValidationError",
+        "Watch",
         "deferral",
         "is_transient",
     }
