@@ -62,11 +62,15 @@ LONG_POLL_S = 0.1
 waits for, so each would take its whole wait (up to 30 s). Its waking is tested in test_watch_feed.py."""
 
 
-def _fuzz(case: schemathesis.Case, server: LiveServer, version: str) -> None:
-    case.headers = {**(case.headers or {}), "Tocsin-API-Version": version}
+def _bound_long_poll(case: schemathesis.Case) -> None:
     wait = (case.query or {}).get("wait")
     if isinstance(wait, int | float) and not isinstance(wait, bool) and wait > LONG_POLL_S:
         case.query = {**(case.query or {}), "wait": LONG_POLL_S}
+
+
+def _fuzz(case: schemathesis.Case, server: LiveServer, version: str) -> None:
+    case.headers = {**(case.headers or {}), "Tocsin-API-Version": version}
+    _bound_long_poll(case)
     # A session of our own, closed at once: without one schemathesis makes one per call and leaves its socket to
     # the garbage collector, whose ResourceWarning then fails whichever later test it lands in.
     with requests.Session() as session:
@@ -146,6 +150,7 @@ def test__stateful_fuzz_latest_follows_the_links(live: LiveServer) -> None:
 
         def before_call(self, case: schemathesis.Case) -> None:
             case.headers = {**(case.headers or {}), "Tocsin-API-Version": VERSIONS[-1]}
+            _bound_long_poll(case)
             if self.job_token is not None and _job_scoped(case) and "Authorization" in case.headers:
                 case.headers["Authorization"] = f"Bearer {self.job_token}"
 

@@ -121,6 +121,8 @@ def test__readme_commands_as_printed__in_a_fresh_checkout(tmp_path: Path) -> Non
         assert "Traceback" not in result.stderr
         assert '"state":"deferred"' in result.stdout
         assert '"classpath":"tocsin_client.triggers.TimeDeltaTrigger"' in result.stdout
+        assert '"reason":"resumed"' in result.stdout  # the long poll answered with the task's resume
+        assert "event: change" in result.stdout  # the SSE stream replayed the run's changes
         assert '"value":{"rows":42}' in result.stdout
         assert "wait resumed at version" in result.stdout  # the engine loop saw its task resume
         assert "resumed 1000/1000 tasks" in result.stdout

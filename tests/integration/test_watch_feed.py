@@ -155,6 +155,7 @@ def test__after_zero_on_a_log_never_trimmed_with_a_gap_is_no_410(admin: Client, 
         ({"after": ["1", "2"]}, {}, "after"),
         ({}, {"Last-Event-ID": "abc"}, "Last-Event-ID"),
         ({}, {"Last-Event-ID": "-3"}, "Last-Event-ID"),
+        ({}, {"Last-Event-ID": "9" * 16}, "Last-Event-ID"),
     ],
 )
 def test__bad_input_is_400_naming_it(admin: Client, params: dict[str, Any], headers: dict[str, str], name: str) -> None:
