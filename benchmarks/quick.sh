@@ -22,7 +22,7 @@ commands=()
 add() { names+=("$1"); commands+=("$2"); }
 add runtime-get "DB=both CONCURRENCY='16 64' DURATION=5 WARMUP=2 QUIET_WAIT=0 VENV=$VENV bash benchmarks/runtime_get.sh"
 add events-bulk "$PY benchmarks/events_bulk.py --events 2000"
-add fire-to-resume "$PY benchmarks/triggerer_latency.py --tasks 1000 --db postgres --delay 5"
+add fire-to-resume "$PY benchmarks/triggerer_latency.py --tasks 1000 --db postgres --delay 15"
 add watch-feed "$PY benchmarks/watch_latency.py --tasks 1000 --db postgres --idle-watchers 100 --idle-seconds 10"
 add density "$PY benchmarks/triggerer_density.py 10000 --settle 2 --idle 5"
 add density-e2e "$PY benchmarks/triggerer_density.py 10000 --end-to-end --settle 2 --idle 5"
