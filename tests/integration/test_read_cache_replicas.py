@@ -26,8 +26,7 @@ ROUNDS = 48
 TOKEN = TokenAuthority(SECRET, issuer="tocsin", audience="tocsin").issue("cache", ["admin", "worker"], 3600)
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 LISTENERS = (
-    "SELECT pid FROM pg_stat_activity WHERE application_name = 'tocsin change notices'"
-    " AND datname = current_database()"
+    "SELECT pid FROM pg_stat_activity WHERE application_name = 'tocsin change notices' AND datname = current_database()"
 )
 KILL_LISTENERS = f"SELECT pg_terminate_backend(pid) FROM ({LISTENERS}) AS listeners"  # noqa: S608 - constants
 
