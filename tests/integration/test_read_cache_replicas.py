@@ -28,7 +28,7 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 LISTENERS = (
     "SELECT pid FROM pg_stat_activity WHERE application_name = 'tocsin change notices' AND datname = current_database()"
 )
-KILL_LISTENERS = f"SELECT pg_terminate_backend(pid) FROM ({LISTENERS}) AS listeners"  # noqa: S608 - constants
+KILL_LISTENERS = f"SELECT pg_terminate_backend(pid) FROM ({LISTENERS}) AS listeners"
 
 
 @pytest.fixture
@@ -154,7 +154,7 @@ def test__after_a_write_the_other_replica_never_serves_the_old_value_100_ms_late
         worst[kind.name] = max(worst.get(kind.name, 0.0), _staleness(kind, reader, new, written_at))
         current[kind.name] = new
     assert _hits(one) + _hits(two) - hits_before >= ROUNDS * 2, "the replicas did not serve from their caches"
-    print("worst staleness, ms:", {name: round(seconds * 1000, 1) for name, seconds in worst.items()})  # noqa: T201
+    print("worst staleness, ms:", {name: round(seconds * 1000, 1) for name, seconds in worst.items()})
 
 
 def test__while_the_listen_connection_is_down_the_cache_is_bypassed_and_emptied_then_serves_again(
@@ -173,7 +173,7 @@ def test__while_the_listen_connection_is_down_the_cache_is_bypassed_and_emptied_
         _staleness(kind, two, f"during-{round_}", written_at)
         # back: the listeners reconnect (every second) and the cache serves again, without the pre-outage value
         _wait(lambda: len(sql(url, LISTENERS)) == 2, "both replicas LISTEN again")
-        before = _hits(two)
-        _wait(lambda: kind.read(two) == f"during-{round_}" and _hits(two) > before, "the cache serves again")
+        during, before = f"during-{round_}", _hits(two)
+        _wait(lambda: kind.read(two) == during and _hits(two) > before, "the cache serves again")  # noqa: B023
         kind.write(one, f"after-{round_}")  # and hears of writes again
         _staleness(kind, two, f"after-{round_}", time.monotonic())
