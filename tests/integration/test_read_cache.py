@@ -90,6 +90,28 @@ def app_client(settings: Settings, auth: Auth, **changes: Any) -> Iterator[tuple
         yield client, reads, app.state.read_cache
 
 
+def settle(client: Client, cache: ReadCache) -> None:
+    """Wait until this process heard the notices of the writes so far (its own too: one arriving after a read
+    stored its answer takes it out again, and the counts would move). Notices arrive in commit order, so once a
+    last write's notice is heard, every earlier one was."""
+    if not cache.serving:
+        return
+    heard = threading.Event()
+    invalidate = cache.invalidate
+
+    def noting(keys: Any) -> None:
+        invalidate(keys)
+        if ("v", "settle") in keys:
+            heard.set()
+
+    cache.invalidate = noting  # type: ignore[method-assign]
+    try:
+        assert client.put("/execution/variables/settle", json={"value": "-"}).status_code == 200
+        assert heard.wait(10), "the notice of the last write did not arrive"
+    finally:
+        del cache.invalidate
+
+
 def needs_postgres(settings: Settings) -> None:
     if not settings.is_postgres:
         pytest.skip("the read cache is off on SQLite: its reads run on the loop (db/sqlite_reads.py)")
@@ -106,8 +128,9 @@ def seed(client: Client) -> None:
 def test__repeated_runtime_reads_are_served_from_the_cache_on_postgres_and_all_go_to_sqlite(
     settings: Settings, auth: Auth
 ) -> None:
-    with app_client(settings, auth) as (client, reads, _):
+    with app_client(settings, auth) as (client, reads, cache):
         seed(client)
+        settle(client, cache)
         for _ in range(5):
             assert client.get("/execution/variables/v").json()["value"] == "one"
             assert client.get("/execution/connections/c").json()["password"] == "pw-one"
@@ -156,6 +179,7 @@ def test__the_cache_keeps_at_most_its_size_least_recently_used_out_first(setting
     with app_client(settings, auth, read_cache_size=3) as (client, reads, cache):
         for name in "abcd":
             assert client.put(f"/execution/variables/{name}", json={"value": name}).status_code == 200
+        settle(client, cache)
         for name in "abc":
             client.get(f"/execution/variables/{name}")
         client.get("/execution/variables/a")  # a is now the most recently used: b goes first
