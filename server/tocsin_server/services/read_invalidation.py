@@ -7,7 +7,9 @@ before the response is sent, so its own next read is the new value. That is done
 invalidation too many costs one read, and a COMMIT whose answer was lost may still have committed.
 
 The keys are explicit, not guessed from the SQL: every write path of ``variable``, ``connection`` and ``xcom``
-calls ``touch`` (variables and connections put/delete, XCom pushes and terminal events' XComs). Key rotation
+calls ``touch`` (variables and connections put/delete, XCom pushes and terminal events' XComs); nothing else
+writes them (retention and the periodic duties delete none of these rows, and no task-instance change deletes an
+XCom: an XCom is cached whatever its task's state, since each of its writes names it). Key rotation
 (``tocsin key rotate``) rewrites sealed values without changing what they decrypt to, so it needs none.
 """
 
