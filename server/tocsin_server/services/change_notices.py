@@ -126,7 +126,10 @@ class ChangeNotices:
             except Exception as exc:  # noqa: BLE001 - any failure means: poll, then reconnect
                 if not warned:
                     _log.warning(
-                        "watch feed: change notices lost (%s); watchers poll every %.0f s", exc, FALLBACK_TICK_S
+                        "watch feed: change notices lost (%s); watchers poll every %.0f s%s",
+                        exc,
+                        FALLBACK_TICK_S,
+                        "; the read cache is off until they are back" if self._channels else "",
                     )
                     warned = True
             finally:
