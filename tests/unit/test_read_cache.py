@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+from tocsin_server.config import ConfigError, Settings
 from tocsin_server.services.read_cache import ABSENT, MAX_ENTRY_BYTES, MISS, ReadCache, variable_key, xcom_key
 from tocsin_server.services.read_invalidation import EVERYTHING, PAYLOAD_BYTES, decode, encode, invalidate_from
 
@@ -54,3 +58,10 @@ def test__a_key_too_long_for_one_notice_invalidates_everything() -> None:
     invalidate_from(EVERYTHING, cache)
     invalidate_from("not json", cache)
     assert len(cache) == 0
+
+
+def test__a_negative_size_is_a_configuration_error_and_0_is_off() -> None:
+    base = Settings(database_url="postgresql+asyncpg://localhost/x", jwt_secret="s" * 64)
+    with pytest.raises(ConfigError, match="TOCSIN_READ_CACHE_SIZE"):
+        replace(base, read_cache_size=-1).validate()
+    assert replace(base, read_cache_size=0).validate().read_cache_size == 0
