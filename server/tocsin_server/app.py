@@ -36,9 +36,10 @@ from tocsin_server.db.engine import create_write_engine
 from tocsin_server.db.health import DatabaseHealth
 from tocsin_server.db.reads import create_reads
 from tocsin_server.db.transactions import create_sessionmaker, create_write_gate, provide_transaction
-from tocsin_server.services import changes
+from tocsin_server.services import changes, read_invalidation
 from tocsin_server.services.change_notices import ChangeNotices
 from tocsin_server.services.maintenance import periodic_loop
+from tocsin_server.services.read_cache import ReadCache
 from tocsin_server.web.allow_header import complete_allow_header
 from tocsin_server.web.auth import BearerAuthMiddleware
 from tocsin_server.web.draining import on_drain
@@ -88,6 +89,9 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
     )
     # every task-instance state change is logged in its own transaction; its commit wakes this process's watchers
     changes.track(sessionmaker, on_commit=notices.notify)
+    cache = read_cache(settings, notices)
+    # every write of a cached row names it in its transaction; its end forgets it here, before the response
+    read_invalidation.track(sessionmaker, on_end=cache.invalidate)
     health = DatabaseHealth(settings, reads)
 
     async def database_away(exc: Exception) -> bool:
@@ -145,6 +149,7 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
                 "kwargs_cipher": KwargsCipher(settings.trigger_kwargs_keys),
                 "dialect": "postgresql" if settings.is_postgres else "sqlite",
                 "change_notices": notices,
+                "read_cache": cache,
                 "watch_streams": StreamSlots(settings.watch_max_streams),
             }
         ),
@@ -153,6 +158,21 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
         debug=False,
         logging_config=None,
     )
+
+
+def read_cache(settings: Settings, notices: ChangeNotices) -> ReadCache:
+    """PostgreSQL: the process's cache of the runtime reads, serving only while the notices' LISTEN connection
+    carries the other replicas' invalidations. SQLite: none (size 0): its reads run on the loop at ~10 µs each
+    (db/sqlite_reads.py), and a second process on the same file would write unheard."""
+    if not settings.is_postgres or settings.read_cache_size == 0:
+        return ReadCache(0)
+    cache = ReadCache(settings.read_cache_size)
+    notices.subscribe(
+        read_invalidation.CHANNEL,
+        lambda payload: read_invalidation.invalidate_from(payload, cache),
+        cache.set_live,
+    )
+    return cache
 
 
 __all__ = ("__version__", "create_app")

@@ -64,6 +64,9 @@ class Settings:
     """Largest request body accepted; larger ones get 413."""
     db_pool_size: Annotated[int, Env("TOCSIN_DB_POOL_SIZE")] = 10
     """Connections per server process for the hot read path and for ORM sessions, each."""
+    read_cache_size: Annotated[int, Env("TOCSIN_READ_CACHE_SIZE")] = 4096
+    """PostgreSQL: answers of the runtime reads (variables, connections, XComs) each server process keeps, least
+    recently used out first, invalidated across replicas by LISTEN/NOTIFY; 0 turns the cache off. Unused on SQLite."""
     heartbeat_interval_s: Annotated[float, Env("TOCSIN_HEARTBEAT_INTERVAL_S")] = 5.0
     """Seconds between triggerer heartbeats (told to triggerers when they register)."""
     liveness_threshold_s: Annotated[float, Env("TOCSIN_LIVENESS_THRESHOLD_S")] = 30.0
@@ -158,6 +161,9 @@ class Settings:
             if getattr(self, name) < 1:
                 msg = f"TOCSIN_{name.upper()} must be at least 1"
                 raise ConfigError(msg)
+        if self.read_cache_size < 0:
+            msg = "TOCSIN_READ_CACHE_SIZE must be 0 (off) or more"
+            raise ConfigError(msg)
         if not 0 < self.heartbeat_interval_s < self.liveness_threshold_s:
             msg = "TOCSIN_HEARTBEAT_INTERVAL_S must be positive and below TOCSIN_LIVENESS_THRESHOLD_S"
             raise ConfigError(msg)

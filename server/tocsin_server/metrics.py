@@ -37,6 +37,7 @@ __all__ = [
     "HTTP_DURATION",
     "HTTP_REQUESTS",
     "JOBS_REAPED",
+    "READ_CACHE_MISSES",
     "TIMEOUTS",
     "TRIGGERS_CLAIMED",
     "count_on_commit",
@@ -82,6 +83,13 @@ DUTY_RUNS: Final = Counter(
     "tocsin_duty_runs",
     "Periodic duty runs this server won (one replica runs a duty per interval), by duty.",
     ["duty"],
+    registry=REGISTRY,
+)
+READ_CACHE_MISSES: Final = Counter(
+    "tocsin_read_cache_misses",
+    "Runtime reads (getVariable, getConnection, getXCom) the read cache sent to the database, by reason: miss (not"
+    " cached), off (the LISTEN connection is down, so nothing is served from the cache). The rest were hits.",
+    ["reason"],
     registry=REGISTRY,
 )
 HTTP_REQUESTS_HELP: Final = (

@@ -30,7 +30,7 @@ from tocsin_server.web.raw_body import json_body
     responses=problems(*AUTHED, 404),
 )
 async def get_connection(state: State, conn_id: Identifier) -> Connection:
-    return await connections.get_connection(state.reads, conn_id, cipher=state.kwargs_cipher)
+    return await connections.get_connection(state.reads, conn_id, cipher=state.kwargs_cipher, cache=state.read_cache)
 
 
 @get("/api/v1/connections", operation_id="listConnections", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))

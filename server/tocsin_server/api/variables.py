@@ -31,7 +31,7 @@ from tocsin_server.web.raw_body import json_body
     responses=problems(*AUTHED, 404),
 )
 async def get_variable(state: State, key: Identifier) -> Variable:
-    return await variables.get_variable(state.reads, key, cipher=state.kwargs_cipher)
+    return await variables.get_variable(state.reads, key, cipher=state.kwargs_cipher, cache=state.read_cache)
 
 
 @put(

@@ -40,7 +40,9 @@ async def get_xcom(
     map_index: MapIndex = -1,
 ) -> XCom:
     ensure_dag_run_access(request.scope, dag_id, run_id)
-    return await xcoms.get_xcom(state.reads, xcoms.XComKey(dag_id, run_id, task_id, map_index, key))
+    return await xcoms.get_xcom(
+        state.reads, xcoms.XComKey(dag_id, run_id, task_id, map_index, key), cache=state.read_cache
+    )
 
 
 @post(

@@ -9,6 +9,10 @@ from every replica's: the change-log writer sends ``pg_notify`` in its transacti
 this process LISTENs on one connection of its own. While that connection is down (PostgreSQL restarting) the
 notices fall back to one tick per ``FALLBACK_TICK_S``, so a watcher re-reads the log at that pace and misses
 nothing; after reconnecting, one notice covers whatever committed in between.
+
+The same connection carries other channels (``subscribe``): the read cache's invalidations
+(services/read_cache.py). A subscriber is told as soon as the connection is lost and again once it is back and
+LISTENs on every channel, so it can stop trusting what it holds for the time no notice could arrive.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from tocsin_server.services.changes import CHANNEL
@@ -41,6 +46,22 @@ class ChangeNotices:
         self._listener: asyncio.Task[None] | None = None
         self.listening = postgres_dsn is None
         """Whether notices arrive as changes commit (always on SQLite: one process writes and reads)."""
+        self._channels: dict[str, Callable[[str], None]] = {}
+        self._on_listening: list[Callable[[bool], None]] = []
+
+    def subscribe(self, channel: str, on_payload: Callable[[str], None], on_listening: Callable[[bool], None]) -> None:
+        """Before ``start``: pass on ``channel``'s payloads too, and tell whether notices arrive — ``False`` at once
+        when the connection is lost (from then on anything may commit unheard), ``True`` once it LISTENs again on
+        every channel. Never called on SQLite, which has no LISTEN connection."""
+        self._channels[channel] = on_payload
+        self._on_listening.append(on_listening)
+
+    def _set_listening(self, listening: bool) -> None:
+        if self.listening == listening:
+            return
+        self.listening = listening
+        for callback in self._on_listening:
+            callback(listening)
 
     @property
     def closing(self) -> bool:
@@ -105,11 +126,14 @@ class ChangeNotices:
             except Exception as exc:  # noqa: BLE001 - any failure means: poll, then reconnect
                 if not warned:
                     _log.warning(
-                        "watch feed: change notices lost (%s); watchers poll every %.0f s", exc, FALLBACK_TICK_S
+                        "watch feed: change notices lost (%s); watchers poll every %.0f s%s",
+                        exc,
+                        FALLBACK_TICK_S,
+                        "; the read cache is off until they are back" if self._channels else "",
                     )
                     warned = True
             finally:
-                self.listening = False
+                self._set_listening(False)
                 if connection is not None:
                     connection.terminate()
             self.notify()  # a tick: watchers re-read while no notices come
@@ -118,9 +142,18 @@ class ChangeNotices:
     async def _hear(self, connection: asyncpg.Connection[Any]) -> None:
         """Pass on every notice until the connection is lost (closed, or silent to a keepalive)."""
         lost = asyncio.Event()
-        connection.add_termination_listener(lambda _: lost.set())
+
+        def on_lost(_: object) -> None:
+            self._set_listening(False)  # now, not when this task next runs: a subscriber stops trusting at once
+            lost.set()
+
+        connection.add_termination_listener(on_lost)
         await connection.add_listener(CHANNEL, self._on_notice)
-        self.listening = True
+        for channel, on_payload in self._channels.items():
+            await connection.add_listener(channel, _payload_only(on_payload))
+        if lost.is_set():
+            return
+        self._set_listening(True)
         self.notify()  # whatever committed while no one listened
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
@@ -132,3 +165,10 @@ class ChangeNotices:
 
     def _on_notice(self, _connection: object, _pid: int, _channel: str, _payload: str) -> None:
         self.notify()
+
+
+def _payload_only(on_payload: Callable[[str], None]) -> Callable[[object, int, str, str], None]:
+    def on_notice(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+        on_payload(payload)
+
+    return on_notice

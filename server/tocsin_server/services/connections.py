@@ -3,6 +3,8 @@
 Secrets are write-only: the password is stored and handed to the runtime read (``getConnection``, which the
 triggers connecting with it need), never to an admin answer (``ConnectionInfo`` has no password field).
 With keys configured, the password and the extra are stored encrypted (``db.cipher``) and decrypted on the way out.
+The runtime read goes through the process's read cache (services/read_cache.py: decrypted, never logged); every
+write names its key.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from tocsin_server.db.reads import GET_CONNECTION, Reads
 from tocsin_server.errors import NotFoundError
 from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionInfo, ConnectionList
 from tocsin_server.services._db import upsert
+from tocsin_server.services.read_cache import ABSENT, MISS, NO_CACHE, ReadCache, connection_key
+from tocsin_server.services.read_invalidation import touch
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,20 +34,33 @@ def _not_found(conn_id: str) -> NotFoundError:
     return NotFoundError(f"connection {conn_id!r} does not exist", field="conn_id")
 
 
-async def get_connection(reads: Reads, conn_id: str, *, cipher: KwargsCipher = PLAINTEXT) -> Connection:
-    row = await reads.fetch_one(GET_CONNECTION, {"conn_id": conn_id})
-    if row is None:
+async def get_connection(
+    reads: Reads, conn_id: str, *, cipher: KwargsCipher = PLAINTEXT, cache: ReadCache = NO_CACHE
+) -> Connection:
+    cache_key = connection_key(conn_id)
+    found = cache.lookup(cache_key)
+    if found is MISS:
+        ticket = cache.ticket()
+        row = await reads.fetch_one(GET_CONNECTION, {"conn_id": conn_id})
+        if row is None:
+            found, weight = ABSENT, len(conn_id)
+        else:
+            found = Connection(
+                conn_id=row[0],
+                conn_type=row[1],
+                host=row[2],
+                schema=row[3],
+                login=row[4],
+                password=cipher.open_optional(row[5]),
+                port=row[6],
+                extra=cipher.open_optional(row[7]),
+            )
+            weight = sum(len(value) for value in row if isinstance(value, str))
+        cache.store(ticket, cache_key, found, weight)
+    if found is ABSENT:
         raise _not_found(conn_id)
-    return Connection(
-        conn_id=row[0],
-        conn_type=row[1],
-        host=row[2],
-        schema=row[3],
-        login=row[4],
-        password=cipher.open_optional(row[5]),
-        port=row[6],
-        extra=cipher.open_optional(row[7]),
-    )
+    connection: Connection = found
+    return connection
 
 
 def _info(row: m.Connection, cipher: KwargsCipher) -> ConnectionInfo:
@@ -64,6 +81,7 @@ async def put_connection(
     values: dict[str, Any] = {name: getattr(body, name) for name in _FIELDS}
     values = {name: (None if value is UNSET else value) for name, value in values.items()}
     stored = {**values, **{name: cipher.seal_optional(values[name]) for name in _SEALED}}
+    touch(session, connection_key(conn_id))
     await upsert(session, m.Connection, {"conn_id": conn_id, "conn_type": body.conn_type, **stored})
     shown = {name: value for name, value in values.items() if name != "password"}
     return ConnectionInfo(conn_id=conn_id, conn_type=body.conn_type, **shown)
@@ -73,6 +91,7 @@ async def delete_connection(session: AsyncSession, conn_id: str) -> None:
     row = await session.get(m.Connection, conn_id)
     if row is None:
         raise _not_found(conn_id)
+    touch(session, connection_key(conn_id))
     await session.delete(row)
 
 

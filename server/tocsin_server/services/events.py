@@ -25,6 +25,8 @@ from tocsin_server.errors import ConflictError, InvalidError, NotFoundError, Ser
 from tocsin_server.generated.models import TaskInstanceStateName
 from tocsin_server.services._db import upsert
 from tocsin_server.services._time import utcnow
+from tocsin_server.services.read_cache import xcom_key
+from tocsin_server.services.read_invalidation import touch
 from tocsin_server.services.workloads import chunks
 
 if TYPE_CHECKING:
@@ -285,6 +287,7 @@ async def _apply_to_task_instance(
     terminal = TERMINAL_STATE.get(event.event_type)
     if terminal is not None:
         for key, value in xcoms.items():
+            touch(session, xcom_key(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, key))
             await upsert(
                 session,
                 m.XCom,

@@ -1,6 +1,7 @@
 """Variables: hot reads by key, writes in the request's transaction.
 
 With keys configured, values are stored encrypted (``db.cipher``, as Airflow does) and decrypted on the way out.
+The runtime read goes through the process's read cache (services/read_cache.py); every write names its key.
 """
 
 from __future__ import annotations
@@ -15,23 +16,39 @@ from tocsin_server.db.reads import GET_VARIABLE, Reads
 from tocsin_server.errors import NotFoundError
 from tocsin_server.generated.models import Variable, VariableBody, VariableList
 from tocsin_server.services._db import upsert
+from tocsin_server.services.read_cache import ABSENT, MISS, NO_CACHE, ReadCache, variable_key
+from tocsin_server.services.read_invalidation import touch
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 
-async def get_variable(reads: Reads, key: str, *, cipher: KwargsCipher = PLAINTEXT) -> Variable:
-    row = await reads.fetch_one(GET_VARIABLE, {"key": key})
-    if row is None:
+async def get_variable(
+    reads: Reads, key: str, *, cipher: KwargsCipher = PLAINTEXT, cache: ReadCache = NO_CACHE
+) -> Variable:
+    cache_key = variable_key(key)
+    found = cache.lookup(cache_key)
+    if found is MISS:
+        ticket = cache.ticket()
+        row = await reads.fetch_one(GET_VARIABLE, {"key": key})
+        if row is None:
+            found, weight = ABSENT, len(key)
+        else:
+            found = Variable(key=row[0], value=cipher.open(row[1]), description=row[2])
+            weight = len(row[0]) + len(found.value) + len(row[2] or "")
+        cache.store(ticket, cache_key, found, weight)
+    if found is ABSENT:
         msg = f"variable {key!r} does not exist"
         raise NotFoundError(msg, field="key")
-    return Variable(key=row[0], value=cipher.open(row[1]), description=row[2])
+    variable: Variable = found
+    return variable
 
 
 async def put_variable(
     session: AsyncSession, key: str, body: VariableBody, *, cipher: KwargsCipher = PLAINTEXT
 ) -> Variable:
     description = body.description if isinstance(body.description, str) else None
+    touch(session, variable_key(key))
     await upsert(session, m.Variable, {"key": key, "value": cipher.seal(body.value), "description": description})
     return Variable(key=key, value=body.value, description=description)
 
@@ -41,6 +58,7 @@ async def delete_variable(session: AsyncSession, key: str) -> None:
     if variable is None:
         msg = f"variable {key!r} does not exist"
         raise NotFoundError(msg, field="key")
+    touch(session, variable_key(key))
     await session.delete(variable)
 
 

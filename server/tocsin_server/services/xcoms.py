@@ -1,4 +1,9 @@
-"""XComs: values stored as the JSON text received, returned without re-encoding."""
+"""XComs: values stored as the JSON text received, returned without re-encoding.
+
+The runtime read goes through the process's read cache (services/read_cache.py). Every XCom is cacheable, not
+only those of finished task instances: every write of one (a push here, a terminal event's in services/events.py)
+names its key, so a running task's next push replaces the cached value like any other write.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from tocsin_server.generated.models import XCom, XComBody
 from tocsin_server.services._db import upsert
 from tocsin_server.services._json import raw_json
 from tocsin_server.services._time import utcnow
+from tocsin_server.services.read_cache import ABSENT, MISS, NO_CACHE, ReadCache, xcom_key
+from tocsin_server.services.read_invalidation import touch
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,12 +34,22 @@ class XComKey(msgspec.Struct, frozen=True):
     key: str
 
 
-async def get_xcom(reads: Reads, ref: XComKey) -> XCom:
-    row = await reads.fetch_one(GET_XCOM, msgspec.structs.asdict(ref))
-    if row is None:
+async def get_xcom(reads: Reads, ref: XComKey, *, cache: ReadCache = NO_CACHE) -> XCom:
+    cache_key = xcom_key(ref.dag_id, ref.run_id, ref.task_id, ref.map_index, ref.key)
+    found = cache.lookup(cache_key)
+    if found is MISS:
+        ticket = cache.ticket()
+        row = await reads.fetch_one(GET_XCOM, msgspec.structs.asdict(ref))
+        if row is None:
+            found, weight = ABSENT, 0
+        else:
+            found, weight = XCom(key=row[0], value=raw_json(row[1])), len(row[1])
+        cache.store(ticket, cache_key, found, weight + sum(len(part) for part in cache_key if isinstance(part, str)))
+    if found is ABSENT:
         msg = f"no XCom {ref.key!r} for {ref.dag_id}/{ref.run_id}/{ref.task_id}[{ref.map_index}]"
         raise NotFoundError(msg, field="key")
-    return XCom(key=row[0], value=raw_json(row[1]))
+    xcom: XCom = found
+    return xcom
 
 
 async def set_xcom(session: AsyncSession, ref: XComKey, body: XComBody) -> XCom:
@@ -48,5 +65,6 @@ async def set_xcom(session: AsyncSession, ref: XComKey, body: XComBody) -> XCom:
         msg = f"task instance {ref.dag_id}/{ref.run_id}/{ref.task_id}[{ref.map_index}] does not exist"
         raise NotFoundError(msg, field="task_id")
     encoded = msgspec.json.encode(body.value).decode()
+    touch(session, xcom_key(ref.dag_id, ref.run_id, ref.task_id, ref.map_index, ref.key))
     await upsert(session, m.XCom, {**msgspec.structs.asdict(ref), "value": encoded, "updated_at": utcnow()})
     return XCom(key=ref.key, value=body.value)
