@@ -13,8 +13,10 @@ from pathlib import Path
 import asyncpg
 from tocsin_server.db import migrate
 from tocsin_server.db.models import Base
+from tocsin_server.services import read_invalidation
 
 POSTGRES_ADMIN_DSN = os.environ.get("TOCSIN_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+EVERYTHING = read_invalidation.EVERYTHING
 _TABLES = [table.name for table in reversed(Base.metadata.sorted_tables)]
 
 
@@ -49,11 +51,19 @@ def sqlite_database(folder: Path) -> Iterator[str]:
 async def _truncate_postgres(url: str) -> None:
     connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
+        # A live server caches its hot reads and forgets them when a write's notice says so: rows deleted behind
+        # its back must say so too (as an operator's manual write would), in the same transaction. Hearing our own
+        # notice means PostgreSQL has handed it to every listener.
+        heard = asyncio.Event()
+        await connection.add_listener(read_invalidation.CHANNEL, lambda *_: heard.set())
         # A live server's periodic duties (timeouts, cleanup) may hold row locks while TRUNCATE takes its table
         # locks one by one; PostgreSQL then breaks the deadlock by failing one side. Try again: it is transient.
         for attempt in range(5):
             try:
-                await connection.execute(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE")
+                async with connection.transaction():
+                    await connection.execute(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY CASCADE")
+                    await connection.execute("SELECT pg_notify($1, $2)", read_invalidation.CHANNEL, EVERYTHING)
+                await asyncio.wait_for(heard.wait(), 10)
                 return
             except asyncpg.exceptions.DeadlockDetectedError:
                 if attempt == 4:

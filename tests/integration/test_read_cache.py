@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+import httpx
 import pytest
 from litestar import Litestar
 from litestar.testing import TestClient
@@ -22,7 +23,10 @@ from tocsin_server.app import create_app
 from tocsin_server.config import Settings
 from tocsin_server.db.reads import GET_CONNECTION, GET_VARIABLE, GET_XCOM, Reads
 from tocsin_server.services.read_cache import ReadCache
+from tocsin_server.web.tokens import TokenAuthority
 
+from harness.databases import empty_database
+from harness.live_server import LiveServer
 from tests.integration.orchestration import defer, load, register
 
 Client = TestClient[Litestar]
@@ -256,3 +260,18 @@ def test__a_slow_read_overlapping_a_write_on_another_replica_does_not_store_the_
             client.headers.update(auth("admin", "worker"))
         wait_serving(reader_app.state.read_cache)
         _race(writer, reader, reader_app)
+
+
+def test__a_write_outside_the_server__is_forgotten_after_the_documented_notice(
+    live: LiveServer, authority: TokenAuthority
+) -> None:
+    """docs/operations.md: after SQL typed into psql (here the harness's TRUNCATE), `pg_notify('tocsin_read_cache',
+    '*')` makes every server forget its cache; without it the real server would go on serving the deleted row."""
+    if not live.env["TOCSIN_DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("the read cache is PostgreSQL's")
+    headers = {"Authorization": f"Bearer {authority.issue('t', ['admin', 'worker'], 600)}"}
+    url = f"{live.url}/execution/variables/outside"
+    assert httpx.put(url, json={"value": "v"}, headers=headers).status_code in (200, 201)
+    assert httpx.get(url, headers=headers).json()["value"] == "v"  # cached now
+    empty_database(live.env["TOCSIN_DATABASE_URL"])  # TRUNCATE, and the notice in its transaction
+    assert httpx.get(url, headers=headers).status_code == 404
