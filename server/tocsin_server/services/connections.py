@@ -20,7 +20,7 @@ from tocsin_server.db.reads import GET_CONNECTION, Reads
 from tocsin_server.errors import NotFoundError
 from tocsin_server.generated.models import Connection, ConnectionBody, ConnectionInfo, ConnectionList
 from tocsin_server.services._db import upsert
-from tocsin_server.services.read_cache import ABSENT, MISS, NO_CACHE, ReadCache, connection_key
+from tocsin_server.services.read_cache import ABSENT, NO_CACHE, ReadCache, connection_key
 from tocsin_server.services.read_invalidation import touch
 
 if TYPE_CHECKING:
@@ -37,26 +37,23 @@ def _not_found(conn_id: str) -> NotFoundError:
 async def get_connection(
     reads: Reads, conn_id: str, *, cipher: KwargsCipher = PLAINTEXT, cache: ReadCache = NO_CACHE
 ) -> Connection:
-    cache_key = connection_key(conn_id)
-    found = cache.lookup(cache_key)
-    if found is MISS:
-        ticket = cache.ticket()
+    async def load() -> tuple[Any, int]:
         row = await reads.fetch_one(GET_CONNECTION, {"conn_id": conn_id})
         if row is None:
-            found, weight = ABSENT, len(conn_id)
-        else:
-            found = Connection(
-                conn_id=row[0],
-                conn_type=row[1],
-                host=row[2],
-                schema=row[3],
-                login=row[4],
-                password=cipher.open_optional(row[5]),
-                port=row[6],
-                extra=cipher.open_optional(row[7]),
-            )
-            weight = sum(len(value) for value in row if isinstance(value, str))
-        cache.store(ticket, cache_key, found, weight)
+            return ABSENT, len(conn_id)
+        connection = Connection(
+            conn_id=row[0],
+            conn_type=row[1],
+            host=row[2],
+            schema=row[3],
+            login=row[4],
+            password=cipher.open_optional(row[5]),
+            port=row[6],
+            extra=cipher.open_optional(row[7]),
+        )
+        return connection, sum(len(value) for value in row if isinstance(value, str))
+
+    found = await cache.read_through(connection_key(conn_id), load)
     if found is ABSENT:
         raise _not_found(conn_id)
     connection: Connection = found

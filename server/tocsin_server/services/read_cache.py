@@ -25,7 +25,7 @@ them (``repr`` gives counts only).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Final
 
 from tocsin_server import metrics
@@ -136,6 +136,16 @@ class ReadCache:
         entries.move_to_end(key)
         while len(entries) > self._size:
             entries.popitem(last=False)
+
+    async def read_through(self, key: CacheKey, load: Callable[[], Awaitable[tuple[Any, int]]]) -> Any:
+        """The answer for ``key`` (possibly ``ABSENT``): from here, else ``load()``'s (answer, weight), taken under a
+        ticket so that a write landing while it reads keeps the old answer out."""
+        found = self.lookup(key)
+        if found is MISS:
+            ticket = self.ticket()
+            found, weight = await load()
+            self.store(ticket, key, found, weight)
+        return found
 
     def invalidate(self, keys: list[CacheKey]) -> None:
         """These rows changed (or may have): forget them, and spoil every read in flight."""

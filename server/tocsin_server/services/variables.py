@@ -6,7 +6,7 @@ The runtime read goes through the process's read cache (services/read_cache.py);
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -16,7 +16,7 @@ from tocsin_server.db.reads import GET_VARIABLE, Reads
 from tocsin_server.errors import NotFoundError
 from tocsin_server.generated.models import Variable, VariableBody, VariableList
 from tocsin_server.services._db import upsert
-from tocsin_server.services.read_cache import ABSENT, MISS, NO_CACHE, ReadCache, variable_key
+from tocsin_server.services.read_cache import ABSENT, NO_CACHE, ReadCache, variable_key
 from tocsin_server.services.read_invalidation import touch
 
 if TYPE_CHECKING:
@@ -26,17 +26,14 @@ if TYPE_CHECKING:
 async def get_variable(
     reads: Reads, key: str, *, cipher: KwargsCipher = PLAINTEXT, cache: ReadCache = NO_CACHE
 ) -> Variable:
-    cache_key = variable_key(key)
-    found = cache.lookup(cache_key)
-    if found is MISS:
-        ticket = cache.ticket()
+    async def load() -> tuple[Any, int]:
         row = await reads.fetch_one(GET_VARIABLE, {"key": key})
         if row is None:
-            found, weight = ABSENT, len(key)
-        else:
-            found = Variable(key=row[0], value=cipher.open(row[1]), description=row[2])
-            weight = len(row[0]) + len(found.value) + len(row[2] or "")
-        cache.store(ticket, cache_key, found, weight)
+            return ABSENT, len(key)
+        variable = Variable(key=row[0], value=cipher.open(row[1]), description=row[2])
+        return variable, len(row[0]) + len(variable.value) + len(row[2] or "")
+
+    found = await cache.read_through(variable_key(key), load)
     if found is ABSENT:
         msg = f"variable {key!r} does not exist"
         raise NotFoundError(msg, field="key")

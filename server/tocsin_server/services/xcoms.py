@@ -7,7 +7,7 @@ names its key, so a running task's next push replaces the cached value like any 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import select
@@ -19,7 +19,7 @@ from tocsin_server.generated.models import XCom, XComBody
 from tocsin_server.services._db import upsert
 from tocsin_server.services._json import raw_json
 from tocsin_server.services._time import utcnow
-from tocsin_server.services.read_cache import ABSENT, MISS, NO_CACHE, ReadCache, xcom_key
+from tocsin_server.services.read_cache import ABSENT, NO_CACHE, ReadCache, xcom_key
 from tocsin_server.services.read_invalidation import touch
 
 if TYPE_CHECKING:
@@ -36,15 +36,15 @@ class XComKey(msgspec.Struct, frozen=True):
 
 async def get_xcom(reads: Reads, ref: XComKey, *, cache: ReadCache = NO_CACHE) -> XCom:
     cache_key = xcom_key(ref.dag_id, ref.run_id, ref.task_id, ref.map_index, ref.key)
-    found = cache.lookup(cache_key)
-    if found is MISS:
-        ticket = cache.ticket()
+    key_weight = sum(len(part) for part in cache_key if isinstance(part, str))
+
+    async def load() -> tuple[Any, int]:
         row = await reads.fetch_one(GET_XCOM, msgspec.structs.asdict(ref))
         if row is None:
-            found, weight = ABSENT, 0
-        else:
-            found, weight = XCom(key=row[0], value=raw_json(row[1])), len(row[1])
-        cache.store(ticket, cache_key, found, weight + sum(len(part) for part in cache_key if isinstance(part, str)))
+            return ABSENT, key_weight
+        return XCom(key=row[0], value=raw_json(row[1])), key_weight + len(row[1])
+
+    found = await cache.read_through(cache_key, load)
     if found is ABSENT:
         msg = f"no XCom {ref.key!r} for {ref.dag_id}/{ref.run_id}/{ref.task_id}[{ref.map_index}]"
         raise NotFoundError(msg, field="key")
