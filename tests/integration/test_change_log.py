@@ -22,8 +22,9 @@ from tocsin_server.app import create_app
 from tocsin_server.config import Settings
 from tocsin_server.db import models as m
 from tocsin_server.db.engine import create_write_engine
+from tocsin_server.db.reads import Reads, create_reads
 from tocsin_server.db.transactions import create_sessionmaker
-from tocsin_server.services import changes
+from tocsin_server.services import change_feed, changes
 from tocsin_server.services._time import utcnow
 
 from tests.integration.orchestration import defer, eventually, load, register, sql
@@ -97,6 +98,19 @@ def test__a_refused_change_and_a_rolled_back_transaction_log_nothing(admin: Clie
 
 
 @pytest.fixture
+async def reads(settings: Settings) -> AsyncIterator[Reads]:
+    """The server's own read path, which the watch feed reads the log through."""
+    reads = create_reads(settings)
+    await reads.start()
+    yield reads
+    await reads.stop()
+
+
+async def _read_after(reads: Reads, after: int, limit: int, **filters: str) -> list[changes.Change]:
+    return (await change_feed.read_page(reads, after, limit, change_feed.Filters(**filters))).changes
+
+
+@pytest.fixture
 async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     engine = create_write_engine(settings)
     sessionmaker = create_sessionmaker(engine)
@@ -127,7 +141,9 @@ async def _move(session: AsyncSession, ti_id: uuid.UUID, state: str) -> None:
     ti.state = state
 
 
-async def test__rollback_and_savepoint_rollback_drop_their_changes(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test__rollback_and_savepoint_rollback_drop_their_changes(
+    sessions: async_sessionmaker[AsyncSession], reads: Reads
+) -> None:
     kept, rolled_back, in_savepoint = await _task_instances(sessions, 3)
     async with sessions() as session, session.begin():
         await _move(session, rolled_back, "failed")
@@ -139,26 +155,24 @@ async def test__rollback_and_savepoint_rollback_drop_their_changes(sessions: asy
         await _move(session, in_savepoint, "failed")
         await session.flush()
         await savepoint.rollback()
-    async with sessions() as session:
-        logged = await changes.read_after(session, 0, 100)
+    logged = await _read_after(reads, 0, 100)
     assert [(c.task_instance_id, c.previous_state, c.state, c.reason) for c in logged] == [
         (kept, "running", "success", "changed")
     ]
 
 
-async def test__filters_and_limits(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test__filters_and_limits(sessions: async_sessionmaker[AsyncSession], reads: Reads) -> None:
     first, second = await _task_instances(sessions, 2)
     for ti_id, state in ((first, "deferred"), (second, "success"), (first, "scheduled")):
         async with sessions() as session, session.begin():
             await _move(session, ti_id, state)
-    async with sessions() as session:
-        every = await changes.read_after(session, 0, 100)
-        assert [c.reason for c in every] == ["deferred", "changed", "resumed"]
-        assert [c.version for c in await changes.read_after(session, every[0].version, 1)] == [every[1].version]
-        assert [c.state for c in await changes.read_after(session, 0, 100, state="scheduled")] == ["scheduled"]
-        assert await changes.read_after(session, 0, 100, run_id="no-such-run") == []
-        assert await changes.oldest_version(session) == every[0].version
-        assert await changes.latest_version(session) == every[-1].version
+    every = await _read_after(reads, 0, 100)
+    assert [c.reason for c in every] == ["deferred", "changed", "resumed"]
+    assert [c.version for c in await _read_after(reads, every[0].version, 1)] == [every[1].version]
+    assert [c.state for c in await _read_after(reads, 0, 100, state="scheduled")] == ["scheduled"]
+    assert await _read_after(reads, 0, 100, run_id="no-such-run") == []
+    assert await change_feed.oldest_version(reads) == every[0].version
+    assert await change_feed.latest_version(reads) == every[-1].version
 
 
 @pytest.fixture
@@ -193,7 +207,10 @@ async def _waiting_on_advisory_lock(url: str) -> bool:
 
 
 async def test__postgres__a_later_writer_waits_so_a_reader_never_passes_an_uncommitted_version(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], held_before_commit: dict[str, Any]
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    reads: Reads,
+    held_before_commit: dict[str, Any],
 ) -> None:
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("SQLite has one writer at a time (BEGIN IMMEDIATE): there is no order to get wrong")
@@ -214,18 +231,19 @@ async def test__postgres__a_later_writer_waits_so_a_reader_never_passes_an_uncom
     while not await _waiting_on_advisory_lock(settings.database_url):
         assert asyncio.get_running_loop().time() < deadline, "B did not wait for A's commit"
         await asyncio.sleep(0.02)
-    async with sessions() as session:
-        assert await changes.read_after(session, 0, 100) == []  # neither is visible: nothing to pass
+    assert await _read_after(reads, 0, 100) == []  # neither is visible: nothing to pass
     assert not b.done()
     release.set()
     await asyncio.gather(a, b)
-    async with sessions() as session:
-        logged = await changes.read_after(session, 0, 100)
+    logged = await _read_after(reads, 0, 100)
     assert [c.task_instance_id for c in logged] == [first, second]
 
 
 async def test__concurrent_writers_and_readers__every_reader_sees_every_change_once_in_order(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], held_before_commit: dict[str, Any]
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    reads: Reads,
+    held_before_commit: dict[str, Any],
 ) -> None:
     writers, per_writer, readers = 8, 25, 4
     held_before_commit["delays"] = True  # each commit waits 0-10 ms after its versions were drawn
@@ -242,8 +260,7 @@ async def test__concurrent_writers_and_readers__every_reader_sees_every_change_o
         cursor = 0
         while True:
             finished = done.is_set()  # read once more after the writers are done: then everything is visible
-            async with sessions() as session:
-                batch = await changes.read_after(session, cursor, 50)
+            batch = await _read_after(reads, cursor, 50)
             seen += [c.version for c in batch]
             if batch:
                 cursor = batch[-1].version
@@ -256,8 +273,7 @@ async def test__concurrent_writers_and_readers__every_reader_sees_every_change_o
     await asyncio.gather(*(write(ti_id) for ti_id in ids))
     done.set()
     seen_by_each = await asyncio.gather(*reading)
-    async with sessions() as session:
-        logged = [c.version for c in await changes.read_after(session, 0, writers * per_writer + 1)]
+    logged = [c.version for c in await _read_after(reads, 0, writers * per_writer + 1)]
     assert len(logged) == writers * per_writer, (len(seen_by_each[0]), settings.database_url)
     for seen in seen_by_each:
         assert seen == logged  # nothing skipped, nothing twice, in version order

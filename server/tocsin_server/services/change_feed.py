@@ -116,11 +116,16 @@ async def latest_version(reads: Reads) -> int:
     return await _scalar(reads, _LATEST) or 0
 
 
+async def oldest_version(reads: Reads) -> int | None:
+    """The oldest version still kept (retention deletes older ones), or None for an empty log."""
+    return await _scalar(reads, _OLDEST)
+
+
 async def check_history(reads: Reads, after: int) -> None:
     """HistoryExpiredError when retention deleted a change newer than ``after``."""
     horizon = await _scalar(reads, _HORIZON)
     if horizon is not None and after < horizon:
-        oldest = await _scalar(reads, _OLDEST)
+        oldest = await oldest_version(reads)
         raise HistoryExpiredError(after, horizon + 1 if oldest is None else oldest)
 
 

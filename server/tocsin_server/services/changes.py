@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import event, func, insert, inspect, select, text
+from sqlalchemy import event, insert, inspect, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -35,9 +35,6 @@ __all__ = [
     "CHANNEL",
     "Change",
     "Reason",
-    "latest_version",
-    "oldest_version",
-    "read_after",
     "reason_for",
     "record",
     "track",
@@ -195,51 +192,3 @@ def track(sessionmaker: async_sessionmaker[AsyncSession], on_commit: Callable[[]
     event.listen(session_class, "after_soft_rollback", _forget)
     event.listen(session_class, "after_commit", _written)
     event.listen(session_class, "after_rollback", _dropped)
-
-
-async def read_after(
-    session: AsyncSession,
-    after: int,
-    limit: int,
-    *,
-    dag_id: str | None = None,
-    run_id: str | None = None,
-    state: str | None = None,
-) -> list[Change]:
-    """The changes after version ``after``, oldest first, at most ``limit``."""
-    query = select(m.TaskInstanceChange).where(m.TaskInstanceChange.version > after)
-    if dag_id is not None:
-        query = query.where(m.TaskInstanceChange.dag_id == dag_id)
-    if run_id is not None:
-        query = query.where(m.TaskInstanceChange.run_id == run_id)
-    if state is not None:
-        query = query.where(m.TaskInstanceChange.state == state)
-    rows = await session.scalars(query.order_by(m.TaskInstanceChange.version).limit(limit))
-    return [
-        Change(
-            version=row.version,
-            task_instance_id=row.task_instance_id,
-            dag_id=row.dag_id,
-            run_id=row.run_id,
-            task_id=row.task_id,
-            map_index=row.map_index,
-            try_number=row.try_number,
-            previous_state=row.previous_state,
-            state=row.state,
-            reason=row.reason,
-            changed_at=row.changed_at,
-        )
-        for row in rows
-    ]
-
-
-async def oldest_version(session: AsyncSession) -> int | None:
-    """The oldest version still kept (retention deletes older ones), or None when the log is empty."""
-    value = await session.scalar(select(func.min(m.TaskInstanceChange.version)))
-    return None if value is None else int(value)
-
-
-async def latest_version(session: AsyncSession) -> int:
-    """The newest version written so far (0 when none): a watch that starts now resumes after it."""
-    value = await session.scalar(select(func.max(m.TaskInstanceChange.version)))
-    return 0 if value is None else int(value)
