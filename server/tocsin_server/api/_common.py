@@ -1,4 +1,4 @@
-"""What every route module shares: parameter types from the spec, guards and documented error responses."""
+"""What every route module shares: parameter types from the spec, access rules and documented error responses."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from litestar.types import Guard
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tocsin_server.generated.models import DagIdValue, IdentifierValue, Problem, RunIdValue, TaskIdValue
-from tocsin_server.web.auth import requires, requires_job
+from tocsin_server.web.auth import JOB_ACCESS, Access, access
 
 
 def constraints(alias: Any) -> dict[str, Any]:
@@ -45,11 +45,12 @@ MapIndex = Annotated[int, QueryParameter(ge=-1, le=1_000_000)]
 MAX_ID: Final = 2**53 - 1
 """Ids stay within what JSON numbers carry exactly everywhere (JavaScript's safe integers)."""
 
-RUNTIME_READ: Final = requires("worker", "admin", task_instance=True)
-RUNTIME_WRITE: Final = requires("worker", "admin")
-ADMIN: Final = requires("admin")
-TRIGGERER: Final = requires("triggerer")
-JOB: Final = requires_job
+# Access rules, a route's ``opt`` (checked by the bearer middleware with the token, not by Litestar guards)
+RUNTIME_READ: Final[dict[str, Access]] = access("worker", "admin", task_instance=True)
+RUNTIME_WRITE: Final[dict[str, Access]] = access("worker", "admin")
+ADMIN: Final[dict[str, Access]] = access("admin")
+TRIGGERER: Final[dict[str, Access]] = access("triggerer")
+JOB: Final[dict[str, Access]] = JOB_ACCESS
 """A job-scoped token (``job:<id>``): the server reads the job from the token, never from a body."""
 
 _DESCRIPTIONS: Final = {

@@ -29,7 +29,7 @@ WatcherId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
     "/api/v1/asset-watchers",
     operation_id="listAssetWatchers",
     tags=["admin"],
-    guards=[ADMIN],
+    opt=ADMIN,
     responses=problems(*AUTHED),
 )
 async def list_asset_watchers(db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> AssetWatcherList:
@@ -40,7 +40,7 @@ async def list_asset_watchers(db_session: DbSession, limit: Limit = 100, offset:
     "/api/v1/asset-watchers",
     operation_id="createAssetWatcher",
     tags=["admin"],
-    guards=[ADMIN],
+    opt=ADMIN,
     status_code=201,
     dto=json_body(AssetWatcherBody),
     return_dto=None,
@@ -54,7 +54,7 @@ async def create_asset_watcher(state: State, db_session: DbSession, data: JSONBo
     "/api/v1/asset-watchers/{watcher_id:int}",
     operation_id="deleteAssetWatcher",
     tags=["admin"],
-    guards=[ADMIN],
+    opt=ADMIN,
     responses=problems(*AUTHED, 404),
 )
 async def delete_asset_watcher(db_session: DbSession, watcher_id: WatcherId) -> None:
@@ -65,7 +65,7 @@ async def delete_asset_watcher(db_session: DbSession, watcher_id: WatcherId) -> 
     "/api/v1/asset-watchers/{watcher_id:int}/events",
     operation_id="listAssetEvents",
     tags=["admin"],
-    guards=[ADMIN],
+    opt=ADMIN,
     responses=problems(*AUTHED, 404),
 )
 async def list_asset_events(

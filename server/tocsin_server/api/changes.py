@@ -154,7 +154,8 @@ def _start_after(after: int | None, last_event_id: str | None) -> int | None:
     "/api/v1/task-instances/changes",
     operation_id="watchTaskInstanceChanges",
     tags=["worker", "admin"],
-    guards=[RUNTIME_WRITE, strict_query("after", "dag_id", "run_id", "state", "wait", "limit")],
+    opt=RUNTIME_WRITE,
+    guards=[strict_query("after", "dag_id", "run_id", "state", "wait", "limit")],
     operation_class=_StreamsInOneResponse,
     responses={
         **problems(*AUTHED, 429),

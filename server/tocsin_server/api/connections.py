@@ -26,14 +26,14 @@ from tocsin_server.web.raw_body import json_body
     "/execution/connections/{conn_id:str}",
     operation_id="getConnection",
     tags=["runtime"],
-    guards=[RUNTIME_READ],
+    opt=RUNTIME_READ,
     responses=problems(*AUTHED, 404),
 )
 async def get_connection(state: State, conn_id: Identifier) -> Connection:
     return await connections.get_connection(state.reads, conn_id, cipher=state.kwargs_cipher, cache=state.read_cache)
 
 
-@get("/api/v1/connections", operation_id="listConnections", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
+@get("/api/v1/connections", operation_id="listConnections", tags=["admin"], opt=ADMIN, responses=problems(*AUTHED))
 async def list_connections(
     state: State, db_session: DbSession, limit: Limit = 100, offset: Offset = 0
 ) -> ConnectionList:
@@ -44,7 +44,7 @@ async def list_connections(
     "/api/v1/connections/{conn_id:str}",
     operation_id="putConnection",
     tags=["admin"],
-    guards=[ADMIN],
+    opt=ADMIN,
     status_code=200,
     dto=json_body(ConnectionBody),
     return_dto=None,
@@ -60,7 +60,7 @@ async def put_connection(
     "/api/v1/connections/{conn_id:str}",
     operation_id="deleteConnection",
     tags=["admin"],
-    guards=[ADMIN],
+    opt=ADMIN,
     responses=problems(*AUTHED, 404),
 )
 async def delete_connection(db_session: DbSession, conn_id: Identifier) -> None:

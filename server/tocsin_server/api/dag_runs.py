@@ -28,14 +28,14 @@ from tocsin_server.web.raw_body import json_body
     "/execution/dag-runs/{dag_id:str}/{run_id:str}/state",
     operation_id="getDagRunState",
     tags=["runtime"],
-    guards=[RUNTIME_READ],
+    opt=RUNTIME_READ,
     responses=problems(*AUTHED, 404),
 )
 async def get_dag_run_state(state: State, dag_id: DagId, run_id: RunId) -> DagRunState:
     return await dag_runs.get_dag_run_state(state.reads, dag_id, run_id)
 
 
-@get("/api/v1/dag-runs", operation_id="listDagRuns", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
+@get("/api/v1/dag-runs", operation_id="listDagRuns", tags=["admin"], opt=ADMIN, responses=problems(*AUTHED))
 async def list_dag_runs(
     db_session: DbSession,
     dag_id: DagIdFilter = None,
@@ -49,7 +49,7 @@ async def list_dag_runs(
     "/api/v1/dag-runs",
     operation_id="createDagRun",
     tags=["admin"],
-    guards=[ADMIN],
+    opt=ADMIN,
     status_code=201,
     dto=json_body(DagRunBody),
     return_dto=None,

@@ -33,7 +33,8 @@ JobId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
     "/api/v1/jobs",
     operation_id="listJobs",
     tags=["admin"],
-    guards=[ADMIN, strict_query("state", "alive")],
+    opt=ADMIN,
+    guards=[strict_query("state", "alive")],
     responses=problems(*AUTHED),
 )
 async def list_jobs(
@@ -54,7 +55,7 @@ async def list_jobs(
     "/execution/jobs",
     operation_id="registerJob",
     tags=["triggerer"],
-    guards=[TRIGGERER],
+    opt=TRIGGERER,
     status_code=201,
     dto=json_body(JobRegistrationBody),
     return_dto=None,
@@ -80,7 +81,7 @@ async def register_job(state: State, db_session: DbSession, data: JSONBody[JobRe
     "/execution/jobs/{job_id:int}/heartbeat",
     operation_id="heartbeatJob",
     tags=["triggerer"],
-    guards=[JOB],
+    opt=JOB,
     status_code=200,
     responses=problems(*AUTHED, 404, 409),
 )
@@ -98,7 +99,7 @@ async def heartbeat_job(
     "/execution/jobs/{job_id:int}/complete",
     operation_id="completeJob",
     tags=["triggerer"],
-    guards=[JOB],
+    opt=JOB,
     status_code=204,
     responses=problems(*AUTHED, 404),
 )

@@ -43,7 +43,7 @@ TaskInstanceId = Annotated[UUID, PathParameter()]
     "/execution/task-instances/states",
     operation_id="getTaskInstanceStates",
     tags=["runtime"],
-    guards=[RUNTIME_READ],
+    opt=RUNTIME_READ,
     responses=problems(*AUTHED),
 )
 async def get_task_instance_states(
@@ -59,7 +59,7 @@ async def get_task_instance_states(
     "/execution/task-instances/{task_instance_id:uuid}/state",
     operation_id="updateTaskInstanceState",
     tags=["runtime"],
-    guards=[RUNTIME_WRITE],
+    opt=RUNTIME_WRITE,
     dto=json_body(TaskInstanceStateUpdate),
     return_dto=None,
     responses=problems(*WITH_BODY, 404, 409),
@@ -74,7 +74,8 @@ async def update_task_instance_state(
     "/api/v1/task-instances",
     operation_id="listTaskInstances",
     tags=["admin"],
-    guards=[ADMIN, strict_query("state")],
+    opt=ADMIN,
+    guards=[strict_query("state")],
     responses=problems(*AUTHED),
 )
 async def list_task_instances(
@@ -94,7 +95,7 @@ async def list_task_instances(
     "/api/v1/task-instances",
     operation_id="createTaskInstance",
     tags=["admin"],
-    guards=[ADMIN],
+    opt=ADMIN,
     status_code=201,
     dto=json_body(TaskInstanceBody),
     return_dto=None,
@@ -108,7 +109,7 @@ async def create_task_instance(db_session: DbSession, data: JSONBody[TaskInstanc
     "/api/v1/task-instances/{task_instance_id:uuid}",
     operation_id="getTaskInstance",
     tags=["admin"],
-    guards=[ADMIN],
+    opt=ADMIN,
     responses=problems(*AUTHED, 404),
 )
 async def get_task_instance(db_session: DbSession, task_instance_id: TaskInstanceId) -> TaskInstance:

@@ -35,7 +35,7 @@ RawTriggerLogBatch = raw_twin(TriggerLogBatch, {TriggerLogLine: raw_twin(Trigger
     "/execution/triggers/logs",
     operation_id="shipTriggerLogs",
     tags=["triggerer"],
-    guards=[JOB],
+    opt=JOB,
     status_code=200,
     dto=RawBody.of(TriggerLogBatch, RawTriggerLogBatch),
     return_dto=None,
@@ -58,7 +58,8 @@ async def ship_trigger_logs(
     "/api/v1/task-instances/{task_instance_id:uuid}/logs",
     operation_id="getTaskInstanceLogs",
     tags=["admin"],
-    guards=[ADMIN, strict_query("try_number", "after")],
+    opt=ADMIN,
+    guards=[strict_query("try_number", "after")],
     responses=problems(*AUTHED, 404),
 )
 async def get_task_instance_logs(

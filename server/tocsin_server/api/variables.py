@@ -27,7 +27,7 @@ from tocsin_server.web.raw_body import json_body
     "/execution/variables/{key:str}",
     operation_id="getVariable",
     tags=["runtime"],
-    guards=[RUNTIME_READ],
+    opt=RUNTIME_READ,
     responses=problems(*AUTHED, 404),
 )
 async def get_variable(state: State, key: Identifier) -> Variable:
@@ -38,7 +38,7 @@ async def get_variable(state: State, key: Identifier) -> Variable:
     "/execution/variables/{key:str}",
     operation_id="putVariable",
     tags=["runtime"],
-    guards=[RUNTIME_WRITE],
+    opt=RUNTIME_WRITE,
     status_code=200,
     dto=json_body(VariableBody),
     return_dto=None,
@@ -52,14 +52,14 @@ async def put_variable(state: State, db_session: DbSession, key: Identifier, dat
     "/execution/variables/{key:str}",
     operation_id="deleteVariable",
     tags=["runtime"],
-    guards=[RUNTIME_WRITE],
+    opt=RUNTIME_WRITE,
     responses=problems(*AUTHED, 404),
 )
 async def delete_variable(db_session: DbSession, key: Identifier) -> None:
     await variables.delete_variable(db_session, key)
 
 
-@get("/api/v1/variables", operation_id="listVariables", tags=["admin"], guards=[ADMIN], responses=problems(*AUTHED))
+@get("/api/v1/variables", operation_id="listVariables", tags=["admin"], opt=ADMIN, responses=problems(*AUTHED))
 async def list_variables(state: State, db_session: DbSession, limit: Limit = 100, offset: Offset = 0) -> VariableList:
     return await variables.list_variables(db_session, limit=limit, offset=offset, cipher=state.kwargs_cipher)
 

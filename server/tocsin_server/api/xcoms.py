@@ -29,7 +29,7 @@ from tocsin_server.web.raw_body import json_body
 PATH = "/execution/xcoms/{dag_id:str}/{run_id:str}/{task_id:str}/{key:str}"
 
 
-@get(PATH, operation_id="getXCom", tags=["runtime"], guards=[RUNTIME_READ], responses=problems(*AUTHED, 404))
+@get(PATH, operation_id="getXCom", tags=["runtime"], opt=RUNTIME_READ, responses=problems(*AUTHED, 404))
 async def get_xcom(
     request: Request[Any, Any, Any],
     state: State,
@@ -49,7 +49,7 @@ async def get_xcom(
     PATH,
     operation_id="setXCom",
     tags=["runtime"],
-    guards=[RUNTIME_WRITE],
+    opt=RUNTIME_WRITE,
     status_code=201,
     dto=json_body(XComBody),
     return_dto=None,

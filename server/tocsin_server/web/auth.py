@@ -1,8 +1,15 @@
-"""Bearer authentication middleware and scope guards."""
+"""Bearer authentication and each operation's access rule, checked in one middleware.
+
+Every route but the open ones declares who may call it in its ``opt`` (``access(...)``: scopes, a task-instance
+token, a job token). The middleware checks the rule right after the token, so no Litestar guard runs on the hot
+path: Litestar calls each guard with a copy of the route handler (~10 µs a request, benchmarks/runtime_get.sh's
+profile). A route that is neither open nor declares a rule admits no token at all (fail closed).
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from litestar.enums import ScopeType
@@ -12,9 +19,7 @@ from litestar.middleware import ASGIMiddleware
 from tocsin_server.web.tokens import Principal, TokenAuthority, TokenError
 
 if TYPE_CHECKING:
-    from litestar.connection import ASGIConnection
-    from litestar.handlers.base import BaseRouteHandler
-    from litestar.types import ASGIApp, Guard, Message, Receive, Scope, Send
+    from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 OPEN_ROUTE: Final = "open"
 """Route ``opt`` key of the routes that need no token (health, schema)."""
@@ -24,6 +29,44 @@ _AUTHORIZATION: Final = b"authorization"
 _REFRESH_KEY: Final = REFRESH_HEADER.lower().encode()
 _PRINCIPAL_KEY: Final = "tocsin.principal"
 _RUN_WIDE: Final = frozenset({"worker", "admin"})
+ACCESS: Final = "tocsin.access"
+"""Route ``opt`` key of an operation's ``Access`` rule."""
+_NO_RULE: Final = "this operation admits no token (it declares no access rule)"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may call an operation: a token with one of ``scopes``, a task-instance token, or a job token."""
+
+    scopes: tuple[str, ...] = ()
+    task_instance: bool = False
+    job: bool = False
+    allowed: frozenset[str] = frozenset()  # the scopes as a set, for the check
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed", frozenset(self.scopes))
+
+    def admits(self, principal: Principal) -> bool:
+        return (
+            principal.has_any(self.allowed)
+            or (self.task_instance and principal.task_instance_id is not None)
+            or (self.job and principal.job_id is not None)
+        )
+
+    def refusal(self) -> str:
+        if self.job:
+            return "this operation needs the job-scoped token that registerJob returned"
+        kinds = [*(f"'{s}'" for s in self.scopes), *(["a task-instance token"] if self.task_instance else [])]
+        return f"this operation needs a token with scope {' or '.join(kinds)}"
+
+
+def access(*scopes: str, task_instance: bool = False) -> dict[str, Access]:
+    """A route's ``opt``: admits tokens that carry one of ``scopes`` (or any task-instance token if asked)."""
+    return {ACCESS: Access(scopes, task_instance=task_instance)}
+
+
+JOB_ACCESS: Final = {ACCESS: Access(job=True)}
+"""A route's ``opt``: admits a job-scoped token (``job:<id>``) only; the server reads the job from it."""
 
 
 class BearerAuthMiddleware(ASGIMiddleware):
@@ -47,6 +90,9 @@ class BearerAuthMiddleware(ASGIMiddleware):
             principal = self.authority.verify(token)
         except TokenError as exc:
             raise NotAuthorizedException(str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+        rule: Access | None = scope["route_handler"].opt.get(ACCESS)
+        if rule is None or not rule.admits(principal):
+            raise PermissionDeniedException(_NO_RULE if rule is None else rule.refusal())
         cast("dict[str, Any]", scope)[_PRINCIPAL_KEY] = principal
         if not principal.needs_refresh(time.time()):
             await next_app(scope, receive, send)
@@ -74,22 +120,6 @@ def principal_of(scope: Scope) -> Principal:
     return principal
 
 
-def requires(*scopes: str, task_instance: bool = False) -> Guard:
-    """A guard admitting tokens that carry one of ``scopes`` (or any task-instance token if asked)."""
-    allowed = frozenset(scopes)
-    described = " or ".join([*(f"'{s}'" for s in scopes), *(["a task-instance token"] if task_instance else [])])
-
-    # async: Litestar runs a sync guard on a worker thread, which cost ~40 µs per request (benchmarks).
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        principal = principal_of(connection.scope)
-        if principal.has_any(allowed) or (task_instance and principal.task_instance_id is not None):
-            return
-        msg = f"this operation needs a token with scope {described}"
-        raise PermissionDeniedException(msg)
-
-    return guard
-
-
 def ensure_dag_run_access(scope: Scope, dag_id: str, run_id: str) -> None:
     """A task-instance token reads only its own dag run's data; worker and admin tokens read any."""
     principal = principal_of(scope)
@@ -106,8 +136,3 @@ def job_id_of(scope: Scope) -> int:
         msg = "this operation needs the job-scoped token that registerJob returned"
         raise PermissionDeniedException(msg)
     return job_id
-
-
-async def requires_job(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: a job-scoped token."""
-    job_id_of(connection.scope)
