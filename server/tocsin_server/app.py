@@ -46,7 +46,7 @@ from tocsin_server.web.draining import on_drain
 from tocsin_server.web.json_limits import JsonBodyGuard
 from tocsin_server.web.problems import EXCEPTION_HANDLERS
 from tocsin_server.web.request_log import RequestLogMiddleware
-from tocsin_server.web.request_metrics import RequestTimer, record_response
+from tocsin_server.web.request_metrics import record_response
 from tocsin_server.web.tokens import TokenAuthority
 from tocsin_server.web.tracing import tracing_plugins
 from tocsin_server.web.versioning import LATEST, ApiVersionMiddleware, echo_version
@@ -127,8 +127,7 @@ def create_app(settings: Settings, *, live_schema: bool = False, periodic_duties
         route_handlers=list(ROUTERS),
         dependencies={"db_session": Provide(provide_transaction)},
         middleware=[
-            RequestLogMiddleware(),  # outermost: its duration covers the others
-            RequestTimer(),
+            RequestLogMiddleware(),  # outermost: its duration covers the others; it starts the latency metric too
             ApiVersionMiddleware(),
             BearerAuthMiddleware(authority),
             JsonBodyGuard(),

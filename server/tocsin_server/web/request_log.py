@@ -6,9 +6,11 @@ line logged while the request runs carries it too. The operation is the contract
 that served it, not only its path. Neither headers nor the query string are logged: they may carry credentials.
 
 It is the outermost route middleware, so the duration covers the others (version, auth, JSON guard) and the
-status is the one sent, problem answers included (an inner middleware's exception is answered outside it, with
-the status the exception carries). A request that matches no route (404/405 from the router)
-never reaches route middleware and has no line here.
+status is the one sent (noted by the metrics' ``before_send`` hook), problem answers included (an inner
+middleware's exception is answered outside it, with the status the exception carries). A request that matches no
+route (404/405 from the router) never reaches route middleware and has no line here. The same clock read starts
+the request's latency metric (``request_metrics.mark_started``): one middleware layer for both, since every layer
+costs each request.
 
 Cost: one monotonic clock pair, a header scan, and one structured line; the runtime GET is benchmarked with it.
 """
@@ -23,7 +25,9 @@ from typing import Final
 import structlog
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from tocsin_server.web.request_metrics import mark_started, status_sent
 
 __all__ = ["REQUEST_ID", "RequestLogMiddleware"]
 
@@ -53,24 +57,20 @@ class RequestLogMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         started = time.perf_counter()
+        mark_started(scope, started)
         rid = request_id(scope)
         tokens = structlog.contextvars.bind_contextvars(request_id=rid)
-        status = 500  # unless a response starts: the handling failed before any was sent
-
-        async def send_recording_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        failed: int | None = None
         try:
-            await next_app(scope, receive, send_recording_status)
+            await next_app(scope, receive, send)
         except Exception as exc:
             # Raised by an inner middleware (auth, version, JSON guard): the app's exception handlers answer it
             # outside this one, with the status an HTTP exception carries (any other is a 500 there too).
-            status = getattr(exc, "status_code", 500)
+            failed = getattr(exc, "status_code", 500)
             raise
         finally:
+            # no response started and nothing raised: the handling failed before any was sent
+            status = failed if failed is not None else status_sent(scope) or 500
             if structlog.is_configured():  # an in-process test app configures none: no line, no cost
                 (_log.info if status < 500 else _log.error)(
                     "request",

@@ -1,9 +1,10 @@
 """The HTTP request metrics: a count by operation and status, and a latency histogram by operation.
 
 Two pieces, because an error raised by a middleware (a 401 from the bearer check, a 404 for a version that lacks
-the route) is answered by the app's exception handler outside every middleware: ``RequestTimer``, the first
-middleware, notes when a request reached its route, and the ``before_send`` hook ``record_response`` sees every
-response start, those answers included, with its status. A request no route matched (a router 404 or 405) is
+the route) is answered by the app's exception handler outside every middleware: the first middleware (the request
+log's, ``web/request_log.py``: one layer for both, each layer costs) notes when a request reached its route with
+``mark_started``, and the ``before_send`` hook ``record_response`` sees every response start, those answers
+included, with its status, which it leaves in the scope for the request's log line (``status_sent``). A request no route matched (a router 404 or 405) is
 counted as operation ``unmatched``, without a latency (it never reached a route). The operation is the route's
 ``operationId`` (the handler's name for the few routes outside the contract, such as ``/metrics``): never the
 raw path, so the label set stays as small as the API.
@@ -22,8 +23,6 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
@@ -31,11 +30,12 @@ from prometheus_client.utils import floatToGoString
 from tocsin_server import metrics
 
 if TYPE_CHECKING:
-    from litestar.types import ASGIApp, Message, Receive, Scope, Send
+    from litestar.types import Message, Scope
 
-__all__ = ["RequestTimer", "record_response"]
+__all__ = ["mark_started", "record_response", "status_sent"]
 
 _STARTED: Final = "tocsin.started"
+_STATUS: Final = "tocsin.status"
 UNMATCHED: Final = "unmatched"
 _BOUNDS: Final = metrics.HTTP_BUCKETS
 _go_float: Callable[[float], str] = floatToGoString  # the package leaves it untyped
@@ -50,14 +50,15 @@ _children: dict[tuple[str, int], tuple[Any, Any]] = {}
 """Several processes: (operation, status) → the labelled children (``labels()`` validates and locks per call)."""
 
 
-class RequestTimer(ASGIMiddleware):
-    """Notes the moment a request reached its route (the latency's start)."""
+def mark_started(scope: Scope, now: float) -> None:
+    """Note ``now`` (``time.perf_counter()``) as the moment the request reached its route: the latency's start."""
+    cast("dict[str, Any]", scope)[_STARTED] = now
 
-    scopes = (ScopeType.HTTP,)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        cast("dict[str, Any]", scope)[_STARTED] = time.perf_counter()
-        await next_app(scope, receive, send)
+def status_sent(scope: Scope) -> int | None:
+    """The status of the response started for this request, if one has."""
+    status: int | None = cast("dict[str, Any]", scope).get(_STATUS)
+    return status
 
 
 def operation_of(handler: object) -> str:
@@ -129,6 +130,8 @@ async def record_response(message: Message, scope: Scope) -> None:
     if message["type"] != "http.response.start":
         return
     extended = cast("dict[str, Any]", scope)
-    operation = operation_of(extended.get("route_handler"))
+    status = extended[_STATUS] = message["status"]
     started = extended.get(_STARTED)
-    _record(operation, message["status"], None if started is None else time.perf_counter() - started)
+    _record(
+        operation_of(extended.get("route_handler")), status, None if started is None else time.perf_counter() - started
+    )
