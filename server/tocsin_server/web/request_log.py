@@ -17,9 +17,10 @@ Cost: one monotonic clock pair, a header scan, and one structured line; the runt
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import time
-import uuid
 from typing import Final
 
 import structlog
@@ -34,6 +35,8 @@ __all__ = ["REQUEST_ID", "RequestLogMiddleware"]
 REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _HEADER: Final = b"x-request-id"
 _NAME: Final = "tocsin.server.requests"
+_PROCESS_PREFIX: Final = os.urandom(8).hex()
+_SEQUENCE: Final = itertools.count()
 _log = structlog.get_logger()
 """A structlog logger: ``tocsin_wire.logs`` writes its lines without the standard library's per-record work. It is
 a lazy proxy, assembled at its first line, so the configuration it gets is the one the process set up by then
@@ -41,13 +44,15 @@ a lazy proxy, assembled at its first line, so the configuration it gets is the o
 
 
 def request_id(scope: Scope) -> str:
-    """The caller's ``X-Request-ID`` if it is sane, else a new random one."""
+    """The caller's ``X-Request-ID`` if it is sane, else a new one: 32 hex digits, a random prefix drawn once per
+    process and a counter (unique across processes and replicas without a ``uuid4``'s system call per request;
+    uvicorn spawns its workers, so each imports this module and draws its own prefix)."""
     for name, value in scope["headers"]:
         if name == _HEADER:
             if REQUEST_ID.fullmatch(value):
                 return value.decode("ascii")
             break
-    return uuid.uuid4().hex
+    return f"{_PROCESS_PREFIX}{next(_SEQUENCE):016x}"
 
 
 class RequestLogMiddleware(ASGIMiddleware):
