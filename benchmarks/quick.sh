@@ -26,6 +26,7 @@ add fire-to-resume "$PY benchmarks/triggerer_latency.py --tasks 1000 --db postgr
 add watch-feed "$PY benchmarks/watch_latency.py --tasks 1000 --db postgres --idle-watchers 100 --idle-seconds 10"
 add density "$PY benchmarks/triggerer_density.py 10000 --settle 2 --idle 5"
 add density-e2e "$PY benchmarks/triggerer_density.py 10000 --end-to-end --settle 2 --idle 5"
+add loop-stalls "$PY -m benchmarks.loop_stalls --db postgres && $PY -m benchmarks.loop_stalls --db sqlite"
 add retention "$PY benchmarks/retention.py --rows 100000 --seconds 5"
 
 {
