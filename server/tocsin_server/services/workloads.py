@@ -56,6 +56,7 @@ async def build_run_trigger_workloads(
         query = (
             select(
                 t.id,
+                t.triggerer_id,
                 t.classpath,
                 t.kwargs,
                 ti.id,
@@ -70,12 +71,17 @@ async def build_run_trigger_workloads(
             .outerjoin(ti, (ti.trigger_id == t.id) & (ti.state == TaskInstanceStateName.deferred.value))
             .where(t.id.in_(batch))
         )
-        if holder is not None:
-            query = query.where(t.triggerer_id == holder)
-        # By task instance id within a trigger: the first deferred one is the trigger's (as it always was).
-        rows = (await session.execute(query.order_by(t.id, ti.id))).tuples().all()
+        # By task instance id within a trigger: the first deferred one is the trigger's (as it always was). The
+        # holder is checked here, not in SQL: given ``triggerer_id = holder`` the planner may walk all the job's
+        # rows through that index and filter them by id (the statistics call one job's rows few), each call
+        # costing as much as the job holds, when the primary key finds the thousand asked for directly.
+        rows = [
+            row
+            for row in (await session.execute(query.order_by(t.id, ti.id))).tuples()
+            if holder is None or row[1] == holder
+        ]
         # Triggers with no deferred task instance serve someone only when they feed an asset watcher.
-        serve_no_one = {row[0] for row in rows if row[3] is None}
+        serve_no_one = {row[0] for row in rows if row[4] is None}
         if serve_no_one:
             serve_no_one -= set(
                 await session.scalars(
@@ -85,6 +91,7 @@ async def build_run_trigger_workloads(
         previous: int | None = None
         for (
             trigger_id,
+            _holder,
             classpath,
             kwargs,
             ti_id,
