@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from tocsin_client.triggers.base import BaseTrigger
 
 DEFAULT_TIMEOUT: Final = httpx.Timeout(10.0, connect=5.0)
+LONG_OPERATION_TIMEOUTS: Final = {"completeJob": httpx.Timeout(120.0, connect=5.0)}
+"""Operations whose work grows with what they hand back: completing a job releases every trigger it holds, a
+single UPDATE of a million rows for a full triggerer host, which takes longer than ``DEFAULT_TIMEOUT`` allows."""
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 DEFAULT_BACKOFF: Final = Backoff()
 _ACCEPT: Final = "application/json, application/problem+json"
@@ -112,13 +115,16 @@ class _BaseClient:
 
     def _request_args(self, operation: str, params: Mapping[str, Any], body: object | None) -> dict[str, Any]:
         content = None if body is None else msgspec.json.encode(body)
-        return {
+        args: dict[str, Any] = {
             "params": _query(params),
             "content": content,
             "headers": self._headers(has_body=body is not None),
             # the operation travels with the request, so tracing (tocsin_client._tracing) can name its span
             "extensions": {OPERATION_EXTENSION: operation},
         }
+        if (timeout := LONG_OPERATION_TIMEOUTS.get(operation)) is not None:
+            args["timeout"] = timeout
+        return args
 
     def _refresh_token(self, response: httpx.Response) -> None:
         # Any response may carry a refreshed token, an error as much as a success.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections.abc import Callable
@@ -406,3 +407,36 @@ async def test__workloads_failing_transiently__the_triggers_start_on_a_later_cyc
     await eventually(lambda: running.triggerer.running == 1, what="started after three failed fetches")
     assert fake.calls("/execution/triggers/workloads") == 1
     assert running.triggerer.stats.api_errors["getTriggerWorkloads"] == 3
+
+
+async def test__trigger_removed_while_its_workload_is_on_the_way__is_cancelled_not_left_running(
+    fake: FakeServer, start: Start, tmp_path: Path
+) -> None:
+    """The next cycle's load goes out while the workloads are fetched; its answer (the trigger is gone) must
+    land after the dispatch, or the trigger would start after its removal was applied and run on, unheld."""
+    marker = tmp_path / "cleaned"
+    doomed = fake.add_trigger(f"{P}.Cleanup", {"marker": str(marker)})
+    load_after_fetch = asyncio.Event()
+    overlapped: list[bool] = []
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/execution/triggers/load" and fake.calls(path) and not overlapped:
+            await asyncio.sleep(0.2)  # the workloads call goes out first, as over a real network it may
+        answer = fake.handle(request)
+        if path == "/execution/triggers/workloads" and not overlapped:
+            del fake.triggers[doomed]  # gone on the server right after its workload was read
+            with contextlib.suppress(TimeoutError):  # then the assertion below names what went wrong
+                await asyncio.wait_for(load_after_fetch.wait(), 5.0)
+            overlapped.append(load_after_fetch.is_set())
+        elif path == "/execution/triggers/load" and fake.calls("/execution/triggers/workloads"):
+            load_after_fetch.set()
+        return answer
+
+    fake.transport = lambda: httpx.MockTransport(handle)  # type: ignore[method-assign]
+    running = start()
+    await eventually(lambda: overlapped, what="the workloads answered")
+    assert overlapped == [True], "the next load was not sent while the workloads were on the way"
+    await eventually(marker.exists, what="the removed trigger cancelled and cleaned up")
+    await eventually(lambda: running.triggerer.running == 0, what="nothing left running")
+    assert doomed not in running.triggerer.held

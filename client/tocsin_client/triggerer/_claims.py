@@ -63,35 +63,51 @@ class Claims:
         self._version: str | None = None
         self._last_cleanup = 0.0
         self._wake = asyncio.Event()
+        self._starting: asyncio.Task[int] | None = None
 
     async def cycles(self) -> None:
         """The claim-cycle duty: cycle until the triggerer stops (or the lease ends: ``LostLeaseError``)."""
         failures = 0
-        while not self._stop.is_set():
-            try:
-                grew = await self.cycle()
-            except LostLeaseError:
-                raise
-            except TocsinError as exc:
-                failures += 1
-                level = logging.WARNING if exc.transient else logging.ERROR
-                _log.log(level, "claim cycle failed: %s", exc)
-                await self._pause(backoff_delay(failures, base_s=self._config.cycle_interval_s, max_s=30.0))
-                continue
-            failures = 0
-            if not grew:
-                await self._pause(self._config.cycle_interval_s)
+        try:
+            while not self._stop.is_set():
+                try:
+                    grew = await self.cycle()
+                    if not grew:
+                        await self._finish_start()  # its failure counts before the pause, as a cycle's own
+                except LostLeaseError:
+                    raise
+                except TocsinError as exc:
+                    failures += 1
+                    level = logging.WARNING if exc.transient else logging.ERROR
+                    _log.log(level, "claim cycle failed: %s", exc)
+                    await self._pause(backoff_delay(failures, base_s=self._config.cycle_interval_s, max_s=30.0))
+                    continue
+                failures = 0
+                if not grew:
+                    await self._pause(self._config.cycle_interval_s)
+        finally:
+            await self._abandon_start()
 
     async def cycle(self) -> bool:
-        """One claim cycle; True when new triggers arrived (the server may hold more to give right away)."""
+        """One claim cycle; True when new triggers arrived (the server may hold more to give right away).
+
+        The workloads of what arrived are fetched and dispatched by a task that runs while the next cycle's load
+        is on its way (a triggerer ramping to a million triggers would otherwise wait for each in turn). That
+        load's answer is applied only after the task is done, so the books change in the same order as one cycle
+        after the other: what a fetch started and the next load says is gone is cancelled, never left running.
+        """
         try:
             answer = await self._client.load_triggers(TriggerLoadBody(known_version=self._version))
         except ConflictError as exc:
+            await self._settle_start()
             _log.critical("load refused: %s; stopping every trigger", exc)
             raise LostLeaseError from exc
         except TocsinError:
+            await self._settle_start()
             self._stats.api_error("loadTriggers")
             raise
+        # Unapplied if the fetch failed: the next load (same known version) answers these changes again.
+        started = await self._finish_start()
         if answer.full:
             removed = self._registry.load_full(answer.trigger_ids)
         else:
@@ -101,9 +117,11 @@ class Claims:
         if removed:
             _log.info("cancelling %d triggers this job no longer holds", len(removed))
             self._pool.cancel(removed)
-        started = await self._start() if self._registry.has_pending else 0
+        pending = self._registry.has_pending
+        if pending and not self._stop.is_set():
+            self._starting = asyncio.create_task(self._start())
         await self._maybe_cleanup()
-        return bool(answer.added) or (answer.full and started > 0)
+        return bool(answer.added) or (answer.full and (pending or started > 0))
 
     def lease_ended(self) -> None:
         """Forget the old job's claims: the next load (the new job's first) is a full one."""
@@ -136,6 +154,25 @@ class Claims:
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
         self._wake.clear()
+
+    async def _finish_start(self) -> int:
+        """Wait for the fetch-and-dispatch task of the last cycle, if any; how many it started (its error raises)."""
+        starting, self._starting = self._starting, None
+        return 0 if starting is None else await starting
+
+    async def _settle_start(self) -> None:
+        """Let the last cycle's task finish when this cycle failed anyway: a failed fetch leaves its ids pending."""
+        with contextlib.suppress(TocsinError):
+            await self._finish_start()
+
+    async def _abandon_start(self) -> None:
+        """The duty ends (stopped, cancelled, or the lease ended): the task must not dispatch after it."""
+        starting, self._starting = self._starting, None
+        if starting is not None and not starting.done():
+            starting.cancel()
+        if starting is not None:
+            with contextlib.suppress(asyncio.CancelledError, TocsinError):
+                await starting
 
     async def _start(self) -> int:
         """Fetch the workloads of the held triggers not running yet and dispatch them; how many started."""

@@ -19,8 +19,8 @@ CHUNK: Final = 1000
 """Ids per IN list: well inside every driver's parameter limit."""
 _T = TypeVar("_T")
 
-TokenMinter = Callable[["m.TaskInstance"], str]
-"""Issues a task-instance token (scope ``ti:<uuid>``) for a task instance id."""
+TokenMinter = Callable[[WorkloadTaskInstance], str]
+"""Issues a task-instance token (scope ``ti:<uuid>``) for the workload's task instance."""
 
 
 def chunks(items: Iterable[_T], size: int = CHUNK) -> Iterator[list[_T]]:
@@ -46,49 +46,85 @@ async def build_run_trigger_workloads(
 
     A trigger whose task instance already moved on and that feeds no asset watcher is left out: it waits
     for cleanup, and running it would fire into the void (Airflow learnt this in PR #38666).
+
+    One Core query per chunk, trigger joined to its deferred task instance, read as plain rows: a triggerer
+    ramping to a million triggers fetches them all, and building ORM objects for them was most of the cost.
     """
+    t, ti = m.Trigger, m.TaskInstance
     workloads: list[RunTrigger] = []
     for batch in chunks(dict.fromkeys(trigger_ids)):
-        query = select(m.Trigger).where(m.Trigger.id.in_(batch))
-        if holder is not None:
-            query = query.where(m.Trigger.triggerer_id == holder)
-        triggers = list(await session.scalars(query.order_by(m.Trigger.id)))
-        if not triggers:
-            continue
-        ids = [t.id for t in triggers]
-        deferred: dict[int, m.TaskInstance] = {}
-        for row in await session.scalars(
-            select(m.TaskInstance)
-            .where(m.TaskInstance.trigger_id.in_(ids), m.TaskInstance.state == TaskInstanceStateName.deferred.value)
-            .order_by(m.TaskInstance.id)
-        ):
-            assert row.trigger_id is not None
-            deferred.setdefault(row.trigger_id, row)
-        watched = set(
-            await session.scalars(select(m.AssetWatcher.trigger_id).where(m.AssetWatcher.trigger_id.in_(ids)))
+        query = (
+            select(
+                t.id,
+                t.triggerer_id,
+                t.classpath,
+                t.kwargs,
+                ti.id,
+                ti.dag_id,
+                ti.run_id,
+                ti.task_id,
+                ti.map_index,
+                ti.try_number,
+                ti.next_method,
+                ti.trigger_timeout,
+            )
+            .outerjoin(ti, (ti.trigger_id == t.id) & (ti.state == TaskInstanceStateName.deferred.value))
+            .where(t.id.in_(batch))
         )
-        for trigger in triggers:
-            ti = deferred.get(trigger.id)
-            if ti is None and trigger.id not in watched:
-                continue
+        # By task instance id within a trigger: the first deferred one is the trigger's (as it always was). The
+        # holder is checked here, not in SQL: given ``triggerer_id = holder`` the planner may walk all the job's
+        # rows through that index and filter them by id (the statistics call one job's rows few), each call
+        # costing as much as the job holds, when the primary key finds the thousand asked for directly.
+        rows = [
+            row
+            for row in (await session.execute(query.order_by(t.id, ti.id))).tuples()
+            if holder is None or row[1] == holder
+        ]
+        # Triggers with no deferred task instance serve someone only when they feed an asset watcher.
+        serve_no_one = {row[0] for row in rows if row[4] is None}
+        if serve_no_one:
+            serve_no_one -= set(
+                await session.scalars(
+                    select(m.AssetWatcher.trigger_id).where(m.AssetWatcher.trigger_id.in_(serve_no_one))
+                )
+            )
+        previous: int | None = None
+        for (
+            trigger_id,
+            _holder,
+            classpath,
+            kwargs,
+            ti_id,
+            dag_id,
+            run_id,
+            task_id,
+            map_index,
+            try_number,
+            method,
+            timeout,
+        ) in rows:
+            if trigger_id == previous or trigger_id in serve_no_one:
+                continue  # a second deferred task instance on one trigger, or a trigger that serves no one
+            previous = trigger_id
+            task_instance = None
+            if ti_id is not None:
+                task_instance = WorkloadTaskInstance(
+                    id=ti_id,
+                    dag_id=dag_id,
+                    run_id=run_id,
+                    task_id=task_id,
+                    map_index=map_index,
+                    try_number=try_number,
+                    next_method=method,
+                )
             workloads.append(
                 RunTrigger(
-                    trigger_id=trigger.id,
-                    classpath=trigger.classpath,
-                    kwargs=raw_json(cipher.open(trigger.kwargs)),
-                    timeout_at=None if ti is None else ti.trigger_timeout,
-                    task_instance=None
-                    if ti is None
-                    else WorkloadTaskInstance(
-                        id=ti.id,
-                        dag_id=ti.dag_id,
-                        run_id=ti.run_id,
-                        task_id=ti.task_id,
-                        map_index=ti.map_index,
-                        try_number=ti.try_number,
-                        next_method=ti.next_method,
-                    ),
-                    token=None if ti is None else mint_token(ti),
+                    trigger_id=trigger_id,
+                    classpath=classpath,
+                    kwargs=raw_json(cipher.open(kwargs)),
+                    timeout_at=None if task_instance is None else timeout,
+                    task_instance=task_instance,
+                    token=None if task_instance is None else mint_token(task_instance),
                 )
             )
     return workloads
