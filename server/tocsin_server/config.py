@@ -71,8 +71,9 @@ class Settings:
     """Seconds between triggerer heartbeats (told to triggerers when they register)."""
     liveness_threshold_s: Annotated[float, Env("TOCSIN_LIVENESS_THRESHOLD_S")] = 30.0
     """Seconds without a heartbeat after which a job's triggers go to others."""
-    max_capacity: Annotated[int, Env("TOCSIN_MAX_CAPACITY")] = 100_000
-    """Cap on the capacity a triggerer may request."""
+    max_capacity: Annotated[int, Env("TOCSIN_MAX_CAPACITY")] = 1_000_000
+    """Cap on the capacity a triggerer may request (the contract's own maximum: one triggerer host holds a million
+    idle triggers, docs/benchmarks.md)."""
     max_claims_per_call: Annotated[int, Env("TOCSIN_MAX_CLAIMS_PER_CALL")] = 1000
     """At most this many new triggers go to one job per ``load`` call, so several triggerers share the work."""
     job_token_ttl_s: Annotated[float, Env("TOCSIN_JOB_TOKEN_TTL_S")] = 7 * 86400.0
