@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -10,6 +10,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from tocsin_server.errors import ConflictError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import DeclarativeBase
 
@@ -46,3 +47,9 @@ async def upsert(session: AsyncSession, model: type[DeclarativeBase], values: di
         index_elements=keys, set_={name: statement.excluded[name] for name in values if name not in keys}
     )
     await session.execute(statement)
+
+
+def table_of(model: type[DeclarativeBase]) -> Table:
+    """A mapped class's table, for Core statements that skip the ORM's per-row work (a declarative model is
+    always mapped to a ``Table``; SQLAlchemy types ``__table__`` as any ``FromClause``)."""
+    return cast("Table", model.__table__)
