@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from sqlalchemy import any_, bindparam, insert, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tocsin_server.errors import ConflictError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Table
+    from collections.abc import Sequence
+
+    from sqlalchemy import ColumnElement, Dialect, Executable, Table, TextClause
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import DeclarativeBase
 
@@ -53,3 +57,48 @@ def table_of(model: type[DeclarativeBase]) -> Table:
     """A mapped class's table, for Core statements that skip the ORM's per-row work (a declarative model is
     always mapped to a ``Table``; SQLAlchemy types ``__table__`` as any ``FromClause``)."""
     return cast("Table", model.__table__)
+
+
+def on_postgres(session: AsyncSession) -> bool:
+    return session.bind.dialect.name == "postgresql"
+
+
+def matches_any(session: AsyncSession, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(:array)``: one parameter however many values, so the
+    statement is neither re-rendered nor re-planned for each list length."""
+    if on_postgres(session):
+        return cast("ColumnElement[bool]", column == any_(bindparam(None, list(values), type_=ARRAY(column.type))))
+    return cast("ColumnElement[bool]", column.in_(values))
+
+
+_ARRAY_INSERTS: dict[tuple[str, tuple[str, ...]], TextClause] = {}
+
+
+def _array_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> TextClause:
+    """``INSERT INTO table (columns) SELECT … FROM unnest(one array per column)``, in the arrays' order."""
+    statement = _ARRAY_INSERTS.get((table.name, columns))
+    if statement is None:
+        arrays = ", ".join(f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns)
+        names = ", ".join(columns)
+        statement = text(
+            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays})"  # noqa: S608 - names from the model
+            f" WITH ORDINALITY AS rows({names}, ordinal) ORDER BY ordinal"
+        ).bindparams(*(bindparam(name, type_=ARRAY(table.c[name].type)) for name in columns))
+        _ARRAY_INSERTS[(table.name, columns)] = statement
+    return statement
+
+
+def rows_insert(dialect: Dialect, table: Table, rows: Sequence[dict[str, Any]]) -> tuple[Executable, Any]:
+    """The statement and parameters inserting ``rows`` (non-empty, dicts with the same keys) in order, for a sync
+    or async session alike. PostgreSQL gets one statement with one array per column: a few parameters to encode
+    instead of one set per row, and one round trip; other databases an executemany of the plain INSERT."""
+    if dialect.name == "postgresql":
+        columns = tuple(rows[0])
+        return _array_insert(dialect, table, columns), {name: [row[name] for row in rows] for name in columns}
+    return insert(table), list(rows)
+
+
+async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) in order: see ``rows_insert``."""
+    if rows:
+        await session.execute(*rows_insert(session.bind.dialect, table, rows))

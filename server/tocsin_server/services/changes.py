@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import event, insert, inspect, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
 
 from tocsin_server.db import models as m
 from tocsin_server.generated.models import TaskInstanceStateName as S
-from tocsin_server.services._db import table_of
+from tocsin_server.services._db import rows_insert, table_of
 from tocsin_server.services._deferral import FAIL_METHOD
 from tocsin_server.services._time import utcnow
 
@@ -50,7 +50,7 @@ _ON_COMMIT: Final = "_tocsin_on_change_commit"
 CHANNEL: Final = "tocsin_task_instance_changes"
 """The PostgreSQL NOTIFY channel of committed changes; the payload is the newest version."""
 _NOTIFY: Final = "SELECT pg_notify(:channel, (SELECT max(version) FROM task_instance_change)::text)"
-_INSERT: Final = insert(table_of(m.TaskInstanceChange))
+_CHANGES: Final = table_of(m.TaskInstanceChange)
 _ENDED: Final = frozenset({S.success.value, S.failed.value, S.skipped.value})
 
 
@@ -63,12 +63,19 @@ class Reason(enum.StrEnum):
     changed = "changed"
 
 
+_DEFERRED: Final = S.deferred.value  # read once: an enum member's value is a property, and these run per row
+_SCHEDULED: Final = S.scheduled.value
+
+
+_REASONS: Final = {reason: reason.value for reason in Reason}
+
+
 def reason_for(previous: str, state: str, next_method: str | None) -> Reason:
-    if state == S.deferred.value:
+    if state == _DEFERRED:
         return Reason.deferred
-    if previous == S.deferred.value and state == S.scheduled.value:
+    if previous == _DEFERRED and state == _SCHEDULED:
         return Reason.trigger_failed if next_method == FAIL_METHOD else Reason.resumed
-    if previous == S.deferred.value and state in _ENDED:
+    if previous == _DEFERRED and state in _ENDED:
         return Reason.ended
     return Reason.changed
 
@@ -98,7 +105,7 @@ def _row(ti: Any, previous: str, state: str, reason: Reason, now: datetime) -> d
         "try_number": ti.try_number,
         "previous_state": previous,
         "state": state,
-        "reason": reason.value,
+        "reason": _REASONS[reason],
         "changed_at": now,
     }
 
@@ -153,7 +160,7 @@ def _write(session: Session) -> None:
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANGE_LOG_LOCK})
-    session.execute(_INSERT, rows)  # Core, not the ORM's bulk insert: no per-row mapper work
+    session.execute(*rows_insert(session.get_bind().dialect, _CHANGES, rows))  # Core: no per-row ORM work
     if postgres:
         # Delivered at COMMIT to every listening server process (services/change_notices.py), none if it fails.
         session.execute(text(_NOTIFY), {"channel": CHANNEL})

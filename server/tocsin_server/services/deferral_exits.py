@@ -13,7 +13,7 @@ session (the event endpoints load none), or they would keep their old state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import String, Text, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -23,17 +23,20 @@ from tocsin_server.db import models as m
 from tocsin_server.db.types import UtcDateTime
 from tocsin_server.generated.models import TaskInstanceStateName
 from tocsin_server.services import changes
-from tocsin_server.services._db import table_of
+from tocsin_server.services._db import matches_any, on_postgres, table_of
 from tocsin_server.services.workloads import chunks
 
 if TYPE_CHECKING:
+    import uuid
     from collections.abc import Sequence
     from datetime import datetime
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
 DEFERRED: Final = TaskInstanceStateName.deferred.value
-_TI = m.TaskInstance
+_TABLE: Final = table_of(m.TaskInstance)
+_TI: Final = _TABLE.c
+# Core columns, not the mapped attributes: the rows come back without the ORM's per-row loading.
 _COLUMNS: Final = (
     _TI.id,
     _TI.trigger_id,
@@ -46,6 +49,23 @@ _COLUMNS: Final = (
     _TI.next_kwargs,
 )
 """What a deferred row is read with: its key (for the change log), its trigger and its resume arguments."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A deferred task instance as read (``_COLUMNS``, in that order): a plain object, because a result row's
+    attribute access costs far more than a slot's, and every row is read several times."""
+
+    id: uuid.UUID
+    trigger_id: int
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int
+    try_number: int
+    next_method: str | None
+    next_kwargs: str | None
+
 
 # PostgreSQL: the new values as parallel arrays, joined to the rows by id: one statement, one round trip, and
 # asyncpg encodes each array in one go. The casts tell PostgreSQL the element types (unnest is polymorphic).
@@ -62,7 +82,6 @@ _POSTGRES_UPDATE: Final = text(
     bindparam("kwargs", type_=ARRAY(Text)),
     bindparam("now", type_=UtcDateTime()),
 )
-_TABLE: Final = table_of(m.TaskInstance)
 # SQLite (and any other database): the same UPDATE per row, sent as one executemany.
 _EACH_UPDATE: Final = (
     update(_TABLE)
@@ -82,22 +101,25 @@ _EACH_UPDATE: Final = (
 class Exit:
     """Where one deferred row goes: its new state, and the method and kwargs it resumes (or ends) with."""
 
-    row: Any
-    """The row as ``deferred_by_trigger`` read it."""
+    row: Deferred
     state: str
     next_method: str | None
     next_kwargs: str | None
 
 
-async def deferred_by_trigger(session: AsyncSession, trigger_ids: Sequence[int]) -> dict[int, list[Any]]:
+async def deferred_by_trigger(session: AsyncSession, trigger_ids: Sequence[int]) -> dict[int, list[Deferred]]:
     """The deferred rows of ``trigger_ids`` (sorted), locked FOR UPDATE in id order; by trigger id."""
-    found: dict[int, list[Any]] = {}
+    found: dict[int, list[Deferred]] = {}
     for batch in chunks(trigger_ids):
         rows = await session.execute(
-            select(*_COLUMNS).where(_TI.trigger_id.in_(batch), _TI.state == DEFERRED).order_by(_TI.id).with_for_update()
+            select(*_COLUMNS)
+            .where(matches_any(session, _TI.trigger_id, batch), _TI.state == DEFERRED)
+            .order_by(_TI.id)
+            .with_for_update()
         )
-        for row in rows:
-            found.setdefault(row.trigger_id, []).append(row)
+        for row in rows.tuples():
+            deferred = Deferred(*row)
+            found.setdefault(deferred.trigger_id, []).append(deferred)
     return found
 
 
@@ -105,7 +127,7 @@ async def leave(session: AsyncSession, exits: Sequence[Exit], now: datetime) -> 
     """Write ``exits`` (rows locked by ``deferred_by_trigger`` in this transaction) and log each change."""
     if not exits:
         return
-    if session.bind.dialect.name == "postgresql":
+    if on_postgres(session):
         await session.execute(
             _POSTGRES_UPDATE,
             {

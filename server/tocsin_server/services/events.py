@@ -19,17 +19,18 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import BigInteger, String, bindparam, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from tocsin_wire import serde
 
 from tocsin_server import metrics
 from tocsin_server.db import models as m
 from tocsin_server.errors import ConflictError, InvalidError, NotFoundError, ServiceError, TooLargeError
 from tocsin_server.generated.models import TaskInstanceStateName
-from tocsin_server.services._db import table_of, upsert
+from tocsin_server.services._db import insert_rows, matches_any, on_postgres, table_of, upsert
 from tocsin_server.services._deferral import FAIL_METHOD, fail_kwargs
 from tocsin_server.services._time import utcnow
-from tocsin_server.services.deferral_exits import Exit, deferred_by_trigger, leave
+from tocsin_server.services.deferral_exits import Deferred, Exit, deferred_by_trigger, leave
 from tocsin_server.services.read_cache import xcom_key
 from tocsin_server.services.read_invalidation import touch
 from tocsin_server.services.workloads import chunks
@@ -46,7 +47,14 @@ __all__ = ["FAIL_METHOD", "EventLimits", "EventOutcome", "EventType", "IncomingE
 _XCOM_KEY: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _NEXT_KWARGS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODE: Final = msgspec.json.Encoder()
-_RECORD: Final = insert(table_of(m.TriggerEvent))
+_RECORDS: Final = table_of(m.TriggerEvent)
+_TRIGGERS: Final = table_of(m.Trigger)
+_RECORDED_ANY: Final = text(
+    "SELECT recorded.trigger_id, recorded.event_id, recorded.task_instances_resumed FROM trigger_event AS recorded"
+    " JOIN unnest(CAST(:trigger_ids AS bigint[]), CAST(:event_ids AS varchar[])) AS wanted(trigger_id, event_id)"
+    " ON recorded.trigger_id = wanted.trigger_id AND recorded.event_id = wanted.event_id"
+).bindparams(bindparam("trigger_ids", type_=ARRAY(BigInteger)), bindparam("event_ids", type_=ARRAY(String)))
+"""PostgreSQL: the recorded events among (trigger_id, event_id) pairs given as two arrays, in one statement."""
 
 
 class EventType(StrEnum):
@@ -58,6 +66,7 @@ class EventType(StrEnum):
     task_skipped = "task_skipped"
 
 
+_SCHEDULED: Final = S.scheduled.value  # read once: an enum member's value is a property
 TERMINAL_STATE: Final = {
     EventType.task_success: S.success,
     EventType.task_failed: S.failed,
@@ -192,7 +201,7 @@ async def _submit(
         )
     await leave(session, exits, now)
     await session.flush()  # the watchers' asset events
-    await session.execute(_RECORD, records)
+    await insert_rows(session, _RECORDS, records)
     return outcomes
 
 
@@ -208,9 +217,9 @@ async def _fence(
     holders: dict[int, int | None] = {}
     for batch in chunks(trigger_ids):
         rows = await session.execute(
-            select(m.Trigger.id, m.Trigger.triggerer_id)
-            .where(m.Trigger.id.in_(batch))
-            .order_by(m.Trigger.id)
+            select(_TRIGGERS.c.id, _TRIGGERS.c.triggerer_id)  # Core columns: no ORM loading of the rows
+            .where(matches_any(session, _TRIGGERS.c.id, batch))
+            .order_by(_TRIGGERS.c.id)
             .with_for_update()
         )
         holders.update(dict(rows.tuples().all()))
@@ -236,13 +245,19 @@ async def _answer_recorded(
     """Answer the events already recorded as duplicates; return the indexes still to apply."""
     keys = list(dict.fromkeys((events[i].trigger_id, events[i].event_id) for i in indexes))
     recorded: dict[tuple[int, str], int] = {}
-    for batch in chunks(keys, 500):
+    if on_postgres(session):
         rows = await session.execute(
-            select(m.TriggerEvent.trigger_id, m.TriggerEvent.event_id, m.TriggerEvent.task_instances_resumed).where(
-                tuple_(m.TriggerEvent.trigger_id, m.TriggerEvent.event_id).in_(batch)
-            )
+            _RECORDED_ANY, {"trigger_ids": [t for t, _ in keys], "event_ids": [e for _, e in keys]}
         )
         recorded.update({(t, e): n for t, e, n in rows.tuples()})
+    else:
+        for batch in chunks(keys, 500):
+            rows = await session.execute(
+                select(m.TriggerEvent.trigger_id, m.TriggerEvent.event_id, m.TriggerEvent.task_instances_resumed).where(
+                    tuple_(m.TriggerEvent.trigger_id, m.TriggerEvent.event_id).in_(batch)
+                )
+            )
+            recorded.update({(t, e): n for t, e, n in rows.tuples()})
     remaining = []
     for index in indexes:
         count = recorded.get((events[index].trigger_id, events[index].event_id))
@@ -258,7 +273,9 @@ async def _watchers_by_trigger(session: AsyncSession, trigger_ids: list[int]) ->
     found: dict[int, list[m.AssetWatcher]] = {}
     for batch in chunks(trigger_ids):
         for watcher in await session.scalars(
-            select(m.AssetWatcher).where(m.AssetWatcher.trigger_id.in_(batch)).order_by(m.AssetWatcher.id)
+            select(m.AssetWatcher)
+            .where(matches_any(session, m.AssetWatcher.trigger_id, batch))
+            .order_by(m.AssetWatcher.id)
         ):
             found.setdefault(watcher.trigger_id, []).append(watcher)
     return found
@@ -286,18 +303,18 @@ async def _push_xcoms(
             )
 
 
-def _exit(ti: Any, event: IncomingEvent) -> Exit:
+def _exit(ti: Deferred, event: IncomingEvent) -> Exit:
     """Where ``event`` sends the deferred row ``ti``."""
     terminal = TERMINAL_STATE.get(event.event_type)
     if terminal is not None:
         return Exit(ti, terminal.value, None, None)
     try:
-        return Exit(ti, S.scheduled.value, ti.next_method, merged_next_kwargs(ti.next_kwargs, event.payload))
+        return Exit(ti, _SCHEDULED, ti.next_method, merged_next_kwargs(ti.next_kwargs, event.payload))
     except (msgspec.DecodeError, msgspec.ValidationError):
         # Poison ends, it never loops: the task fails with a reason instead of the event being redelivered.
         _log.warning("task instance %s has stored next_kwargs that are not a JSON object; failing it", ti.id)
         reason = fail_kwargs("cannot resume: the stored next_kwargs are not a JSON object")
-        return Exit(ti, S.scheduled.value, FAIL_METHOD, reason)
+        return Exit(ti, _SCHEDULED, FAIL_METHOD, reason)
 
 
 async def _apply_to_watcher(
