@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
+import msgspec
 from sqlalchemy import any_, bindparam, insert, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -71,30 +72,58 @@ def matches_any(session: AsyncSession, column: Any, values: Sequence[Any]) -> Co
     return cast("ColumnElement[bool]", column.in_(values))
 
 
-_ARRAY_INSERTS: dict[tuple[str, tuple[str, ...]], TextClause] = {}
+_JSON: Final = msgspec.json.Encoder()
 
 
-def _array_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> TextClause:
-    """``INSERT INTO table (columns) SELECT … FROM unnest(one array per column)``, in the arrays' order."""
-    statement = _ARRAY_INSERTS.get((table.name, columns))
+def recordset(dialect: Dialect, table: Table, columns: Sequence[str], parameter: str) -> str:
+    """PostgreSQL: a FROM item reading the JSON array of objects bound to ``parameter`` as rows of ``columns``
+    typed as in ``table``, with their place in the array as ``ordinal``.
+
+    Many rows go in as one JSON text: msgspec writes it in one C call and PostgreSQL parses it, where one array
+    per column made asyncpg inspect every element (in the bulk event profile, a fifth of the server's time)."""
+    types = ", ".join(f"{name} {table.c[name].type.compile(dialect=dialect)}" for name in columns)
+    names = ", ".join(columns)
+    return (
+        f"ROWS FROM (json_to_recordset(CAST(:{parameter} AS json)) AS ({types}))"
+        f" WITH ORDINALITY AS {parameter}({names}, ordinal)"
+    )
+
+
+def recordset_json(dialect: Dialect, table: Table, rows: Sequence[dict[str, Any]]) -> str:
+    """The JSON text of ``rows`` for ``recordset``; each value passes its column type's bind processing first, as
+    it would as a parameter (``UtcDateTime`` refuses a naive time and converts to UTC)."""
+    columns = list(rows[0])
+    processors = {
+        name: processor
+        for name in columns
+        if (processor := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    }
+    if processors:
+        rows = [{**row, **{name: process(row[name]) for name, process in processors.items()}} for row in rows]
+    return _JSON.encode(rows).decode()
+
+
+_RECORDSET_INSERTS: dict[tuple[str, tuple[str, ...]], TextClause] = {}
+
+
+def _recordset_insert(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> TextClause:
+    """``INSERT INTO table (columns) SELECT … FROM`` the rows of one JSON parameter, in their order."""
+    statement = _RECORDSET_INSERTS.get((table.name, columns))
     if statement is None:
-        arrays = ", ".join(f"CAST(:{name} AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns)
         names = ", ".join(columns)
-        statement = text(
-            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays})"  # noqa: S608 - names from the model
-            f" WITH ORDINALITY AS rows({names}, ordinal) ORDER BY ordinal"
-        ).bindparams(*(bindparam(name, type_=ARRAY(table.c[name].type)) for name in columns))
-        _ARRAY_INSERTS[(table.name, columns)] = statement
+        source = recordset(dialect, table, columns, "inserted")
+        statement = text(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {source} ORDER BY ordinal")  # noqa: S608 - names from the model
+        _RECORDSET_INSERTS[(table.name, columns)] = statement
     return statement
 
 
 def rows_insert(dialect: Dialect, table: Table, rows: Sequence[dict[str, Any]]) -> tuple[Executable, Any]:
     """The statement and parameters inserting ``rows`` (non-empty, dicts with the same keys) in order, for a sync
-    or async session alike. PostgreSQL gets one statement with one array per column: a few parameters to encode
-    instead of one set per row, and one round trip; other databases an executemany of the plain INSERT."""
+    or async session alike: on PostgreSQL one statement reading them from one JSON parameter (``recordset``),
+    elsewhere an executemany of the plain INSERT."""
     if dialect.name == "postgresql":
-        columns = tuple(rows[0])
-        return _array_insert(dialect, table, columns), {name: [row[name] for row in rows] for name in columns}
+        statement = _recordset_insert(dialect, table, tuple(rows[0]))
+        return statement, {"inserted": recordset_json(dialect, table, rows)}
     return insert(table), list(rows)
 
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import String, Text, bindparam, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.types import Uuid
+import msgspec
+from sqlalchemy import bindparam, select, text, update
 
 from tocsin_server.db import models as m
 from tocsin_server.db.types import UtcDateTime
@@ -67,21 +66,16 @@ class Deferred:
     next_kwargs: str | None
 
 
-# PostgreSQL: the new values as parallel arrays, joined to the rows by id: one statement, one round trip, and
-# asyncpg encodes each array in one go. The casts tell PostgreSQL the element types (unnest is polymorphic).
+# PostgreSQL: the new values as one JSON array of objects (msgspec writes it in one call; PostgreSQL parses it),
+# joined to the rows by id: one statement, one round trip, for any number of rows.
 _POSTGRES_UPDATE: Final = text(
     "UPDATE task_instance SET state = exits.state, next_method = exits.next_method,"
     " next_kwargs = exits.next_kwargs, trigger_id = NULL, trigger_timeout = NULL, updated_at = :now"
-    " FROM unnest(CAST(:ids AS uuid[]), CAST(:states AS varchar[]), CAST(:methods AS varchar[]),"
-    " CAST(:kwargs AS text[])) AS exits(id, state, next_method, next_kwargs)"
+    " FROM json_to_recordset(CAST(:exits AS json))"
+    " AS exits(id uuid, state varchar(20), next_method varchar(1000), next_kwargs text)"
     " WHERE task_instance.id = exits.id AND task_instance.state = 'deferred'"
-).bindparams(
-    bindparam("ids", type_=ARRAY(Uuid(as_uuid=True))),
-    bindparam("states", type_=ARRAY(String)),
-    bindparam("methods", type_=ARRAY(String)),
-    bindparam("kwargs", type_=ARRAY(Text)),
-    bindparam("now", type_=UtcDateTime()),
-)
+).bindparams(bindparam("now", type_=UtcDateTime()))
+_JSON: Final = msgspec.json.Encoder()
 # SQLite (and any other database): the same UPDATE per row, sent as one executemany.
 _EACH_UPDATE: Final = (
     update(_TABLE)
@@ -128,16 +122,11 @@ async def leave(session: AsyncSession, exits: Sequence[Exit], now: datetime) -> 
     if not exits:
         return
     if on_postgres(session):
-        await session.execute(
-            _POSTGRES_UPDATE,
-            {
-                "ids": [e.row.id for e in exits],
-                "states": [e.state for e in exits],
-                "methods": [e.next_method for e in exits],
-                "kwargs": [e.next_kwargs for e in exits],
-                "now": now,
-            },
-        )
+        moved = [
+            {"id": e.row.id, "state": e.state, "next_method": e.next_method, "next_kwargs": e.next_kwargs}
+            for e in exits
+        ]
+        await session.execute(_POSTGRES_UPDATE, {"exits": _JSON.encode(moved).decode(), "now": now})
     else:
         await session.execute(
             _EACH_UPDATE,

@@ -19,8 +19,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from sqlalchemy import BigInteger, String, bindparam, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select, text, tuple_, update
 from tocsin_wire import serde
 
 from tocsin_server import metrics
@@ -51,10 +50,10 @@ _RECORDS: Final = table_of(m.TriggerEvent)
 _TRIGGERS: Final = table_of(m.Trigger)
 _RECORDED_ANY: Final = text(
     "SELECT recorded.trigger_id, recorded.event_id, recorded.task_instances_resumed FROM trigger_event AS recorded"
-    " JOIN unnest(CAST(:trigger_ids AS bigint[]), CAST(:event_ids AS varchar[])) AS wanted(trigger_id, event_id)"
+    " JOIN json_to_recordset(CAST(:wanted AS json)) AS wanted(trigger_id bigint, event_id varchar(100))"
     " ON recorded.trigger_id = wanted.trigger_id AND recorded.event_id = wanted.event_id"
-).bindparams(bindparam("trigger_ids", type_=ARRAY(BigInteger)), bindparam("event_ids", type_=ARRAY(String)))
-"""PostgreSQL: the recorded events among (trigger_id, event_id) pairs given as two arrays, in one statement."""
+)
+"""PostgreSQL: the recorded events among (trigger_id, event_id) pairs given as one JSON array, in one statement."""
 
 
 class EventType(StrEnum):
@@ -246,9 +245,8 @@ async def _answer_recorded(
     keys = list(dict.fromkeys((events[i].trigger_id, events[i].event_id) for i in indexes))
     recorded: dict[tuple[int, str], int] = {}
     if on_postgres(session):
-        rows = await session.execute(
-            _RECORDED_ANY, {"trigger_ids": [t for t, _ in keys], "event_ids": [e for _, e in keys]}
-        )
+        wanted = _ENCODE.encode([{"trigger_id": t, "event_id": e} for t, e in keys]).decode()
+        rows = await session.execute(_RECORDED_ANY, {"wanted": wanted})
         recorded.update({(t, e): n for t, e, n in rows.tuples()})
     else:
         for batch in chunks(keys, 500):
