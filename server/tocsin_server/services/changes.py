@@ -63,10 +63,9 @@ class Reason(enum.StrEnum):
     changed = "changed"
 
 
-_DEFERRED: Final = S.deferred.value  # read once: an enum member's value is a property, and these run per row
+# Read once: an enum member's value is a property, and these run for every logged row.
+_DEFERRED: Final = S.deferred.value
 _SCHEDULED: Final = S.scheduled.value
-
-
 _REASONS: Final = {reason: reason.value for reason in Reason}
 
 

@@ -3,8 +3,8 @@
 An event batch can move thousands of task instances. Loading each as an ORM object and flushing it row by row
 cost most of a bulk request's server time (issue 11, item 6: object loading, the unit of work's per-row UPDATEs,
 attribute history for the change log, and the garbage collector walking all of those objects). Here the rows are
-plain result rows, the UPDATE carries every row's new values at once, and the change log is told what moved
-(``changes.record_each``), as every bulk writer tells it.
+read with Core into small slotted objects, the UPDATE carries every row's new values at once, and the change log
+is told what moved (``changes.record_each``), as every bulk writer tells it.
 
 The UPDATE goes around the ORM's identity map: a caller holds no ``TaskInstance`` objects for these rows in its
 session (the event endpoints load none), or they would keep their old state.

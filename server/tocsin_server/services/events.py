@@ -280,7 +280,7 @@ async def _watchers_by_trigger(session: AsyncSession, trigger_ids: list[int]) ->
 
 
 async def _push_xcoms(
-    session: AsyncSession, task_instances: Sequence[Any], xcoms: dict[str, msgspec.Raw], now: datetime
+    session: AsyncSession, task_instances: Sequence[Deferred], xcoms: dict[str, msgspec.Raw], now: datetime
 ) -> None:
     """A terminal event's XComs, pushed for each task instance it ends (one upsert each: terminal events are few)."""
     for ti in task_instances:
@@ -361,7 +361,7 @@ async def submit_failure(
     now = utcnow()
     deferred = (await deferred_by_trigger(session, [trigger_id])).get(trigger_id, [])
     kwargs = fail_kwargs(error, traceback)
-    await leave(session, [Exit(ti, S.scheduled.value, FAIL_METHOD, kwargs) for ti in deferred], now)
+    await leave(session, [Exit(ti, _SCHEDULED, FAIL_METHOD, kwargs) for ti in deferred], now)
     await session.execute(
         update(m.AssetWatcher).where(m.AssetWatcher.trigger_id == trigger_id).values(last_error=error[:2000])
     )
