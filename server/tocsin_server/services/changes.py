@@ -22,14 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import event, insert, inspect, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
 
 from tocsin_server.db import models as m
 from tocsin_server.generated.models import TaskInstanceStateName as S
+from tocsin_server.services._db import rows_insert, table_of
+from tocsin_server.services._deferral import FAIL_METHOD
 from tocsin_server.services._time import utcnow
-from tocsin_server.services.events import FAIL_METHOD
 
 __all__ = [
     "CHANNEL",
@@ -37,6 +38,7 @@ __all__ = [
     "Reason",
     "reason_for",
     "record",
+    "record_each",
     "track",
 ]
 
@@ -48,6 +50,7 @@ _ON_COMMIT: Final = "_tocsin_on_change_commit"
 CHANNEL: Final = "tocsin_task_instance_changes"
 """The PostgreSQL NOTIFY channel of committed changes; the payload is the newest version."""
 _NOTIFY: Final = "SELECT pg_notify(:channel, (SELECT max(version) FROM task_instance_change)::text)"
+_CHANGES: Final = table_of(m.TaskInstanceChange)
 _ENDED: Final = frozenset({S.success.value, S.failed.value, S.skipped.value})
 
 
@@ -60,12 +63,18 @@ class Reason(enum.StrEnum):
     changed = "changed"
 
 
+# Read once: an enum member's value is a property, and these run for every logged row.
+_DEFERRED: Final = S.deferred.value
+_SCHEDULED: Final = S.scheduled.value
+_REASONS: Final = {reason: reason.value for reason in Reason}
+
+
 def reason_for(previous: str, state: str, next_method: str | None) -> Reason:
-    if state == S.deferred.value:
+    if state == _DEFERRED:
         return Reason.deferred
-    if previous == S.deferred.value and state == S.scheduled.value:
+    if previous == _DEFERRED and state == _SCHEDULED:
         return Reason.trigger_failed if next_method == FAIL_METHOD else Reason.resumed
-    if previous == S.deferred.value and state in _ENDED:
+    if previous == _DEFERRED and state in _ENDED:
         return Reason.ended
     return Reason.changed
 
@@ -95,7 +104,7 @@ def _row(ti: Any, previous: str, state: str, reason: Reason, now: datetime) -> d
         "try_number": ti.try_number,
         "previous_state": previous,
         "state": state,
-        "reason": reason.value,
+        "reason": _REASONS[reason],
         "changed_at": now,
     }
 
@@ -107,10 +116,19 @@ def _pending(session: Session) -> list[tuple[SessionTransaction | None, dict[str
 
 def record(session: AsyncSession, changed: Iterable[Any], *, previous: str, state: str, reason: Reason) -> None:
     """Log changes a bulk UPDATE made (rows with the task instance's key columns), in this transaction."""
-    now = utcnow()
+    record_each(session, ((ti, previous, state, reason) for ti in changed))
+
+
+def record_each(
+    session: AsyncSession, changed: Iterable[tuple[Any, str, str, Reason]], *, now: datetime | None = None
+) -> None:
+    """Log changes a bulk UPDATE made, each ``(row with the key columns, previous, state, reason)``, in order."""
+    now = now or utcnow()
     sync = session.sync_session
     transaction = sync.get_nested_transaction() or sync.get_transaction()
-    _pending(sync).extend((transaction, _row(ti, previous, state, reason, now)) for ti in changed)
+    _pending(sync).extend(
+        (transaction, _row(ti, previous, state, reason, now)) for ti, previous, state, reason in changed
+    )
 
 
 def _collect(session: Session, _: Any) -> None:
@@ -141,7 +159,7 @@ def _write(session: Session) -> None:
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANGE_LOG_LOCK})
-    session.execute(insert(m.TaskInstanceChange), rows)
+    session.execute(*rows_insert(session.get_bind().dialect, _CHANGES, rows))  # Core: no per-row ORM work
     if postgres:
         # Delivered at COMMIT to every listening server process (services/change_notices.py), none if it fails.
         session.execute(text(_NOTIFY), {"channel": CHANNEL})

@@ -5,6 +5,9 @@ next_kwargs JSON text, whose own top-level values also stay raw. Only asset watc
 ``tocsin_wire.serde`` with the configured allowlist; a refused class fails that watcher's event alone.
 
 Lock order, shared with every other writer: trigger rows (by id) before task-instance rows.
+
+The task instances an event moves are read and written set-based (services/deferral_exits.py): a batch of
+events costs a few statements, not an ORM object and an UPDATE per task instance.
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import select, text, tuple_, update
 from tocsin_wire import serde
 
 from tocsin_server import metrics
 from tocsin_server.db import models as m
 from tocsin_server.errors import ConflictError, InvalidError, NotFoundError, ServiceError, TooLargeError
 from tocsin_server.generated.models import TaskInstanceStateName
-from tocsin_server.services._db import upsert
+from tocsin_server.services._db import insert_rows, matches_any, on_postgres, table_of, upsert
+from tocsin_server.services._deferral import FAIL_METHOD, fail_kwargs
 from tocsin_server.services._time import utcnow
+from tocsin_server.services.deferral_exits import Deferred, Exit, deferred_by_trigger, leave
 from tocsin_server.services.read_cache import xcom_key
 from tocsin_server.services.read_invalidation import touch
 from tocsin_server.services.workloads import chunks
@@ -37,10 +42,18 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("tocsin.server.events")
 S = TaskInstanceStateName
-FAIL_METHOD: Final = "__fail__"
+__all__ = ["FAIL_METHOD", "EventLimits", "EventOutcome", "EventType", "IncomingEvent", "fail_kwargs", "submit_events"]
 _XCOM_KEY: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _NEXT_KWARGS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODE: Final = msgspec.json.Encoder()
+_RECORDS: Final = table_of(m.TriggerEvent)
+_TRIGGERS: Final = table_of(m.Trigger)
+_RECORDED_ANY: Final = text(
+    "SELECT recorded.trigger_id, recorded.event_id, recorded.task_instances_resumed FROM trigger_event AS recorded"
+    " JOIN json_to_recordset(CAST(:wanted AS json)) AS wanted(trigger_id bigint, event_id varchar(100))"
+    " ON recorded.trigger_id = wanted.trigger_id AND recorded.event_id = wanted.event_id"
+)
+"""PostgreSQL: the recorded events among (trigger_id, event_id) pairs given as one JSON array, in one statement."""
 
 
 class EventType(StrEnum):
@@ -52,6 +65,7 @@ class EventType(StrEnum):
     task_skipped = "task_skipped"
 
 
+_SCHEDULED: Final = S.scheduled.value  # read once: an enum member's value is a property
 TERMINAL_STATE: Final = {
     EventType.task_success: S.success,
     EventType.task_failed: S.failed,
@@ -88,10 +102,6 @@ def merged_next_kwargs(stored: str | None, payload: msgspec.Raw) -> str:
     kwargs = _NEXT_KWARGS.decode(stored or "{}")
     kwargs["event"] = payload
     return _ENCODE.encode(kwargs).decode()
-
-
-def fail_kwargs(error: str, traceback: Sequence[str] = ()) -> str:
-    return _ENCODE.encode({"error": error, "traceback": list(traceback)}).decode()
 
 
 def _precheck(event: IncomingEvent, limits: EventLimits) -> tuple[ServiceError | None, dict[str, msgspec.Raw]]:  # noqa: PLR0911 - one return per rule
@@ -158,11 +168,12 @@ async def _submit(
 
     # 3. Apply, in order. The first event of a trigger moves its task instances; every one feeds its watchers.
     held = sorted({events[i].trigger_id for i in fenced})
-    deferred = await _deferred_by_trigger(session, held)
+    deferred = await deferred_by_trigger(session, held)
     watchers = await _watchers_by_trigger(session, held)
     now = utcnow()
     seen: dict[tuple[int, str], int] = {}
     records: list[dict[str, Any]] = []
+    exits: list[Exit] = []
     for index in fenced:
         event = events[index]
         key = (event.trigger_id, event.event_id)
@@ -172,8 +183,9 @@ async def _submit(
             continue
         seen[key] = index
         task_instances = deferred.pop(event.trigger_id, [])
-        for ti in task_instances:
-            await _apply_to_task_instance(session, ti, event, xcoms_of[index], now)
+        if event.event_type in TERMINAL_STATE:
+            await _push_xcoms(session, task_instances, xcoms_of[index], now)
+        exits.extend(_exit(ti, event) for ti in task_instances)
         for watcher in watchers.get(event.trigger_id, []):
             await _apply_to_watcher(session, watcher, event, limits, now)
         outcomes[index].task_instances_resumed = len(task_instances)
@@ -186,8 +198,9 @@ async def _submit(
                 "task_instances_resumed": len(task_instances),
             }
         )
-    await session.flush()
-    await session.execute(insert(m.TriggerEvent), records)
+    await leave(session, exits, now)
+    await session.flush()  # the watchers' asset events
+    await insert_rows(session, _RECORDS, records)
     return outcomes
 
 
@@ -203,9 +216,9 @@ async def _fence(
     holders: dict[int, int | None] = {}
     for batch in chunks(trigger_ids):
         rows = await session.execute(
-            select(m.Trigger.id, m.Trigger.triggerer_id)
-            .where(m.Trigger.id.in_(batch))
-            .order_by(m.Trigger.id)
+            select(_TRIGGERS.c.id, _TRIGGERS.c.triggerer_id)  # Core columns: no ORM loading of the rows
+            .where(matches_any(session, _TRIGGERS.c.id, batch))
+            .order_by(_TRIGGERS.c.id)
             .with_for_update()
         )
         holders.update(dict(rows.tuples().all()))
@@ -231,13 +244,18 @@ async def _answer_recorded(
     """Answer the events already recorded as duplicates; return the indexes still to apply."""
     keys = list(dict.fromkeys((events[i].trigger_id, events[i].event_id) for i in indexes))
     recorded: dict[tuple[int, str], int] = {}
-    for batch in chunks(keys, 500):
-        rows = await session.execute(
-            select(m.TriggerEvent.trigger_id, m.TriggerEvent.event_id, m.TriggerEvent.task_instances_resumed).where(
-                tuple_(m.TriggerEvent.trigger_id, m.TriggerEvent.event_id).in_(batch)
-            )
-        )
+    if on_postgres(session):
+        wanted = _ENCODE.encode([{"trigger_id": t, "event_id": e} for t, e in keys]).decode()
+        rows = await session.execute(_RECORDED_ANY, {"wanted": wanted})
         recorded.update({(t, e): n for t, e, n in rows.tuples()})
+    else:
+        for batch in chunks(keys, 500):
+            rows = await session.execute(
+                select(m.TriggerEvent.trigger_id, m.TriggerEvent.event_id, m.TriggerEvent.task_instances_resumed).where(
+                    tuple_(m.TriggerEvent.trigger_id, m.TriggerEvent.event_id).in_(batch)
+                )
+            )
+            recorded.update({(t, e): n for t, e, n in rows.tuples()})
     remaining = []
     for index in indexes:
         count = recorded.get((events[index].trigger_id, events[index].event_id))
@@ -249,43 +267,23 @@ async def _answer_recorded(
     return remaining
 
 
-async def _deferred_by_trigger(session: AsyncSession, trigger_ids: list[int]) -> dict[int, list[m.TaskInstance]]:
-    found: dict[int, list[m.TaskInstance]] = {}
-    for batch in chunks(trigger_ids):
-        rows = await session.scalars(
-            select(m.TaskInstance)
-            .where(m.TaskInstance.trigger_id.in_(batch), m.TaskInstance.state == S.deferred.value)
-            .order_by(m.TaskInstance.id)
-            .with_for_update()
-        )
-        for ti in rows:
-            assert ti.trigger_id is not None
-            found.setdefault(ti.trigger_id, []).append(ti)
-    return found
-
-
 async def _watchers_by_trigger(session: AsyncSession, trigger_ids: list[int]) -> dict[int, list[m.AssetWatcher]]:
     found: dict[int, list[m.AssetWatcher]] = {}
     for batch in chunks(trigger_ids):
         for watcher in await session.scalars(
-            select(m.AssetWatcher).where(m.AssetWatcher.trigger_id.in_(batch)).order_by(m.AssetWatcher.id)
+            select(m.AssetWatcher)
+            .where(matches_any(session, m.AssetWatcher.trigger_id, batch))
+            .order_by(m.AssetWatcher.id)
         ):
             found.setdefault(watcher.trigger_id, []).append(watcher)
     return found
 
 
-def _leave_deferral(ti: m.TaskInstance, state: S, now: datetime) -> None:
-    ti.state = state.value
-    ti.trigger_id = None
-    ti.trigger_timeout = None
-    ti.updated_at = now
-
-
-async def _apply_to_task_instance(
-    session: AsyncSession, ti: m.TaskInstance, event: IncomingEvent, xcoms: dict[str, msgspec.Raw], now: datetime
+async def _push_xcoms(
+    session: AsyncSession, task_instances: Sequence[Deferred], xcoms: dict[str, msgspec.Raw], now: datetime
 ) -> None:
-    terminal = TERMINAL_STATE.get(event.event_type)
-    if terminal is not None:
+    """A terminal event's XComs, pushed for each task instance it ends (one upsert each: terminal events are few)."""
+    for ti in task_instances:
         for key, value in xcoms.items():
             touch(session, xcom_key(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, key))
             await upsert(
@@ -301,18 +299,20 @@ async def _apply_to_task_instance(
                     "updated_at": now,
                 },
             )
-        _leave_deferral(ti, terminal, now)
-        ti.next_method = None
-        ti.next_kwargs = None
-        return
+
+
+def _exit(ti: Deferred, event: IncomingEvent) -> Exit:
+    """Where ``event`` sends the deferred row ``ti``."""
+    terminal = TERMINAL_STATE.get(event.event_type)
+    if terminal is not None:
+        return Exit(ti, terminal.value, None, None)
     try:
-        ti.next_kwargs = merged_next_kwargs(ti.next_kwargs, event.payload)
+        return Exit(ti, _SCHEDULED, ti.next_method, merged_next_kwargs(ti.next_kwargs, event.payload))
     except (msgspec.DecodeError, msgspec.ValidationError):
         # Poison ends, it never loops: the task fails with a reason instead of the event being redelivered.
         _log.warning("task instance %s has stored next_kwargs that are not a JSON object; failing it", ti.id)
-        ti.next_method = FAIL_METHOD
-        ti.next_kwargs = fail_kwargs("cannot resume: the stored next_kwargs are not a JSON object")
-    _leave_deferral(ti, S.scheduled, now)
+        reason = fail_kwargs("cannot resume: the stored next_kwargs are not a JSON object")
+        return Exit(ti, _SCHEDULED, FAIL_METHOD, reason)
 
 
 async def _apply_to_watcher(
@@ -359,13 +359,10 @@ async def submit_failure(
         msg = f"trigger {trigger_id} is not held by job {job_id}: cancel it"
         raise ConflictError(msg, field="trigger_id")
     now = utcnow()
-    deferred = (await _deferred_by_trigger(session, [trigger_id])).get(trigger_id, [])
-    for ti in deferred:
-        ti.next_method = FAIL_METHOD
-        ti.next_kwargs = fail_kwargs(error, traceback)
-        _leave_deferral(ti, S.scheduled, now)
+    deferred = (await deferred_by_trigger(session, [trigger_id])).get(trigger_id, [])
+    kwargs = fail_kwargs(error, traceback)
+    await leave(session, [Exit(ti, _SCHEDULED, FAIL_METHOD, kwargs) for ti in deferred], now)
     await session.execute(
         update(m.AssetWatcher).where(m.AssetWatcher.trigger_id == trigger_id).values(last_error=error[:2000])
     )
-    await session.flush()
     return len(deferred)

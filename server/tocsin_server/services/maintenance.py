@@ -20,9 +20,9 @@ from tocsin_server import metrics
 from tocsin_server.db import models as m
 from tocsin_server.generated.models import TaskInstanceStateName
 from tocsin_server.services import changes, jobs, retention
+from tocsin_server.services._deferral import FAIL_METHOD, fail_kwargs
 from tocsin_server.services._time import utcnow
 from tocsin_server.services.claims import record_changes
-from tocsin_server.services.events import FAIL_METHOD, fail_kwargs
 from tocsin_server.services.workloads import chunks
 
 if TYPE_CHECKING:
