@@ -34,7 +34,8 @@ def _problem(response: object, kind: str) -> None:
 
 
 def _send(client: Client, auth: Auth, version: str, operation: Operation, content: bytes) -> object:
-    headers = {**JSON, **auth("admin", "worker", "triggerer"), "Tocsin-API-Version": version}
+    # every kind of token at once (a job's too): the scope check comes before the body's, so each operation admits it
+    headers = {**JSON, **auth("admin", "worker", "triggerer", "job:1"), "Tocsin-API-Version": version}
     return client.request(operation.method, operation.path, content=content, headers=headers)
 
 
@@ -78,3 +79,17 @@ def test__depth_up_to_the_limit_is_accepted_and_brackets_in_strings_do_not_count
     response = admin.post(path, content=b'{"value": ' + brackets.encode() + b"}", headers=JSON)
     assert response.status_code == 201, response.text
     assert admin.get(path).json()["value"] == "[{" * 20_000 + '"' + "}]" * 20_000
+
+
+def test__a_caller_the_operation_does_not_admit_gets_its_403_before_the_body_is_judged(
+    client: Client, auth: Auth
+) -> None:
+    """The order the README gives: token (401), scope (403), then the body's bytes (400)."""
+    deep = _nested(10_000)
+    headers = {**JSON, "Tocsin-API-Version": VERSIONS[-1]}
+    unauthenticated = client.post("/execution/triggers/load", content=deep, headers=headers)
+    assert unauthenticated.status_code == 401, unauthenticated.text
+    not_a_job = client.post("/execution/triggers/load", content=deep, headers={**headers, **auth("worker")})
+    assert not_a_job.status_code == 403, not_a_job.text
+    admitted = client.post("/execution/triggers/load", content=deep, headers={**headers, **auth("job:1")})
+    _problem(admitted, "json-too-deep")
