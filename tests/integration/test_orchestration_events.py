@@ -94,6 +94,18 @@ def test__event__from_a_completed_job_is_409(admin: Client, auth: Auth) -> None:
     assert _event(admin, trigger_id, headers, event_id="e", payload=1).status_code == 409
 
 
+def test__event__retried_after_its_job_completed_answers_as_it_did(admin: Client, auth: Auth) -> None:
+    # The trigger is no longer held by the caller (nor by anyone): a recorded event is still its first answer.
+    _, trigger_id, job_id, headers = _held(admin, auth)
+    first = _event(admin, trigger_id, headers, event_id="e1", payload=1)
+    assert first.status_code == 200
+    assert admin.post(f"/execution/jobs/{job_id}/complete", headers=headers).status_code == 204
+    again = _event(admin, trigger_id, headers, event_id="e1", payload=1)
+    assert again.status_code == 200, again.text
+    assert again.json() == {**first.json(), "duplicate": True}
+    assert _event(admin, trigger_id, headers, event_id="e2", payload=1).status_code == 409
+
+
 def test__event__unknown_or_cleaned_up_trigger_is_404(admin: Client, auth: Auth) -> None:
     _, trigger_id, _, headers = _held(admin, auth)
     assert _event(admin, 999_999, headers, event_id="e", payload=1).status_code == 404

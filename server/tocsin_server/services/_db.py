@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import msgspec
 from sqlalchemy import any_, bindparam, insert, text
@@ -12,8 +12,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from tocsin_server.errors import ConflictError
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from sqlalchemy import ColumnElement, Dialect, Executable, Table, TextClause
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,6 +72,29 @@ def matches_any(session: AsyncSession, column: Any, values: Sequence[Any]) -> Co
     if on_postgres(session):
         return cast("ColumnElement[bool]", column == any_(bindparam(None, list(values), type_=ARRAY(column.type))))
     return cast("ColumnElement[bool]", column.in_(values))
+
+
+def by_dialect(build: Callable[[bool], T]) -> Callable[[AsyncSession], T]:
+    """A statement built once per dialect (``build(postgres)``), for the hot paths: building a SQLAlchemy
+    construct and its cache key on every call cost about as much CPU as executing it (a reused one memoizes
+    its key). Its values go in as parameters at execution, e.g. a ``parameter_matches`` list."""
+    built: dict[bool, T] = {}
+
+    def for_session(session: AsyncSession) -> T:
+        postgres = on_postgres(session)
+        statement = built.get(postgres)
+        if statement is None:
+            statement = built[postgres] = build(postgres)
+        return statement
+
+    return for_session
+
+
+def parameter_matches(column: Any, name: str, *, postgres: bool) -> ColumnElement[bool]:
+    """``matches_any`` with the values bound at execution as parameter ``name`` (a list), for ``by_dialect``."""
+    if postgres:
+        return cast("ColumnElement[bool]", column == any_(bindparam(name, type_=ARRAY(column.type))))
+    return cast("ColumnElement[bool]", column.in_(bindparam(name, expanding=True)))
 
 
 _JSON: Final = msgspec.json.Encoder()

@@ -20,11 +20,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.elements import TextClause
 
 from tocsin_server.db import models as m
 from tocsin_server.generated.models import TaskInstanceStateName as S
@@ -49,7 +51,7 @@ _WRITTEN: Final = "tocsin.task_instance_changes_written"
 _ON_COMMIT: Final = "_tocsin_on_change_commit"
 CHANNEL: Final = "tocsin_task_instance_changes"
 """The PostgreSQL NOTIFY channel of committed changes; the payload is the newest version."""
-_NOTIFY: Final = "SELECT pg_notify(:channel, (SELECT max(version) FROM task_instance_change)::text)"
+_NOTIFIED_INSERTS: dict[str, TextClause] = {}
 _CHANGES: Final = table_of(m.TaskInstanceChange)
 _ENDED: Final = frozenset({S.success.value, S.failed.value, S.skipped.value})
 
@@ -147,6 +149,20 @@ def _collect(session: Session, _: Any) -> None:
             _pending(session).append((transaction, _row(instance, previous, state, reason, now)))
 
 
+def _inserting_and_notifying(insert: Executable) -> TextClause:
+    """PostgreSQL: ``insert`` (the change log's recordset INSERT) and the ``pg_notify`` of the newest version it
+    wrote, as one statement. The newest of its rows is the newest of the log: the ordering lock is held."""
+    sql = str(cast("TextClause", insert).text)
+    statement = _NOTIFIED_INSERTS.get(sql)
+    if statement is None:
+        statement = text(
+            f"WITH written AS ({sql} RETURNING version)"  # noqa: S608 - the INSERT is built from the model
+            " SELECT pg_notify(:channel, (SELECT max(version) FROM written)::text)"
+        )
+        _NOTIFIED_INSERTS[sql] = statement
+    return statement
+
+
 def _write(session: Session) -> None:
     """Just before COMMIT: take the ordering lock (PostgreSQL), then insert the versions. A savepoint's release
     writes nothing: its changes are written with the outer transaction's."""
@@ -159,10 +175,13 @@ def _write(session: Session) -> None:
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHANGE_LOG_LOCK})
-    session.execute(*rows_insert(session.get_bind().dialect, _CHANGES, rows))  # Core: no per-row ORM work
+    statement, parameters = rows_insert(session.get_bind().dialect, _CHANGES, rows)  # Core: no per-row ORM work
     if postgres:
-        # Delivered at COMMIT to every listening server process (services/change_notices.py), none if it fails.
-        session.execute(text(_NOTIFY), {"channel": CHANNEL})
+        # The notice is delivered at COMMIT to every listening server process (services/change_notices.py), none
+        # if it fails. It goes in the insert's own statement: one round trip fewer on every change-logging write.
+        session.execute(_inserting_and_notifying(statement), {**parameters, "channel": CHANNEL})
+    else:
+        session.execute(statement, parameters)
     session.info[_WRITTEN] = True
 
 

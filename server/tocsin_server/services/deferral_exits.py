@@ -22,7 +22,7 @@ from tocsin_server.db import models as m
 from tocsin_server.db.types import UtcDateTime
 from tocsin_server.generated.models import TaskInstanceStateName
 from tocsin_server.services import changes
-from tocsin_server.services._db import matches_any, on_postgres, table_of
+from tocsin_server.services._db import by_dialect, on_postgres, parameter_matches, table_of
 from tocsin_server.services.workloads import chunks
 
 if TYPE_CHECKING:
@@ -101,16 +101,21 @@ class Exit:
     next_kwargs: str | None
 
 
+_DEFERRED_OF: Final = by_dialect(
+    lambda postgres: (
+        select(*_COLUMNS)
+        .where(parameter_matches(_TI.trigger_id, "trigger_ids", postgres=postgres), _TI.state == DEFERRED)
+        .order_by(_TI.id)
+        .with_for_update()
+    )
+)
+
+
 async def deferred_by_trigger(session: AsyncSession, trigger_ids: Sequence[int]) -> dict[int, list[Deferred]]:
     """The deferred rows of ``trigger_ids`` (sorted), locked FOR UPDATE in id order; by trigger id."""
     found: dict[int, list[Deferred]] = {}
     for batch in chunks(trigger_ids):
-        rows = await session.execute(
-            select(*_COLUMNS)
-            .where(matches_any(session, _TI.trigger_id, batch), _TI.state == DEFERRED)
-            .order_by(_TI.id)
-            .with_for_update()
-        )
+        rows = await session.execute(_DEFERRED_OF(session), {"trigger_ids": batch})
         for row in rows.tuples():
             deferred = Deferred(*row)
             found.setdefault(deferred.trigger_id, []).append(deferred)

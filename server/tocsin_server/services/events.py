@@ -26,7 +26,7 @@ from tocsin_server import metrics
 from tocsin_server.db import models as m
 from tocsin_server.errors import ConflictError, InvalidError, NotFoundError, ServiceError, TooLargeError
 from tocsin_server.generated.models import TaskInstanceStateName
-from tocsin_server.services._db import insert_rows, matches_any, on_postgres, table_of, upsert
+from tocsin_server.services._db import by_dialect, insert_rows, on_postgres, parameter_matches, table_of, upsert
 from tocsin_server.services._deferral import FAIL_METHOD, fail_kwargs
 from tocsin_server.services._time import utcnow
 from tocsin_server.services.deferral_exits import Deferred, Exit, deferred_by_trigger, leave
@@ -48,6 +48,21 @@ _NEXT_KWARGS: Final = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODE: Final = msgspec.json.Encoder()
 _RECORDS: Final = table_of(m.TriggerEvent)
 _TRIGGERS: Final = table_of(m.Trigger)
+_HOLDERS_OF: Final = by_dialect(
+    lambda postgres: (
+        select(_TRIGGERS.c.id, _TRIGGERS.c.triggerer_id)  # Core columns: no ORM loading of the rows
+        .where(parameter_matches(_TRIGGERS.c.id, "trigger_ids", postgres=postgres))
+        .order_by(_TRIGGERS.c.id)
+        .with_for_update()
+    )
+)
+_WATCHERS_OF: Final = by_dialect(
+    lambda postgres: (
+        select(m.AssetWatcher)
+        .where(parameter_matches(m.AssetWatcher.trigger_id, "trigger_ids", postgres=postgres))
+        .order_by(m.AssetWatcher.id)
+    )
+)
 _RECORDED_ANY: Final = text(
     "SELECT recorded.trigger_id, recorded.event_id, recorded.task_instances_resumed FROM trigger_event AS recorded"
     " JOIN json_to_recordset(CAST(:wanted AS json)) AS wanted(trigger_id bigint, event_id varchar(100))"
@@ -154,15 +169,18 @@ async def _submit(
             xcoms_of[index] = xcoms
             pending.append(index)
 
-    # 1. Events already applied answer as they did, whoever holds the trigger now (a retried lost 2xx).
-    pending = await _answer_recorded(session, events, outcomes, pending)
-    if not pending:
-        return outcomes
-
-    # 2. Fence: lock the triggers (in id order) and keep only those the caller holds.
-    fenced = await _fence(session, job_id, events, outcomes, pending)
-    # Under the trigger locks, a concurrent copy of an event has either committed its record or not started.
-    fenced = await _answer_recorded(session, events, outcomes, fenced)
+    if len(pending) == 1:
+        fenced = await _fence_one(session, job_id, events, outcomes, pending[0])
+    else:
+        # 1. Events already applied answer as they did, whoever holds the trigger now (a retried lost 2xx), and
+        # lock nothing: a retried batch does not wait for its triggers.
+        pending = await _answer_recorded(session, events, outcomes, pending)
+        if not pending:
+            return outcomes
+        # 2. Fence: lock the triggers (in id order) and keep only those the caller holds.
+        fenced = await _fence(session, job_id, events, outcomes, pending)
+        # Under the trigger locks, a concurrent copy of an event has either committed its record or not started.
+        fenced = await _answer_recorded(session, events, outcomes, fenced)
     if not fenced:
         return outcomes
 
@@ -215,12 +233,7 @@ async def _fence(
     trigger_ids = sorted({events[i].trigger_id for i in indexes})
     holders: dict[int, int | None] = {}
     for batch in chunks(trigger_ids):
-        rows = await session.execute(
-            select(_TRIGGERS.c.id, _TRIGGERS.c.triggerer_id)  # Core columns: no ORM loading of the rows
-            .where(matches_any(session, _TRIGGERS.c.id, batch))
-            .order_by(_TRIGGERS.c.id)
-            .with_for_update()
-        )
+        rows = await session.execute(_HOLDERS_OF(session), {"trigger_ids": batch})
         holders.update(dict(rows.tuples().all()))
     fenced: list[int] = []
     for index in indexes:
@@ -235,6 +248,20 @@ async def _fence(
             )
         else:
             fenced.append(index)
+    return fenced
+
+
+async def _fence_one(
+    session: AsyncSession, job_id: int, events: Sequence[IncomingEvent], outcomes: list[EventOutcome], index: int
+) -> list[int]:
+    """One event (the single-event endpoint): the batch's answers in one statement fewer. Fence first, then look
+    for its record under the lock (a concurrent copy has committed it or not started); a recorded event answers
+    as it did even when the fence refused it, as the batch's unlocked first look would have. Its usual case, a
+    first delivery, is not recorded: the look before the lock would only have cost a statement."""
+    fenced = await _fence(session, job_id, events, outcomes, [index])
+    if not await _answer_recorded(session, events, outcomes, [index]):
+        outcomes[index].error = None  # recorded: a duplicate, whoever holds (or whether anyone holds) the trigger
+        return []
     return fenced
 
 
@@ -270,11 +297,7 @@ async def _answer_recorded(
 async def _watchers_by_trigger(session: AsyncSession, trigger_ids: list[int]) -> dict[int, list[m.AssetWatcher]]:
     found: dict[int, list[m.AssetWatcher]] = {}
     for batch in chunks(trigger_ids):
-        for watcher in await session.scalars(
-            select(m.AssetWatcher)
-            .where(matches_any(session, m.AssetWatcher.trigger_id, batch))
-            .order_by(m.AssetWatcher.id)
-        ):
+        for watcher in await session.scalars(_WATCHERS_OF(session), {"trigger_ids": batch}):
             found.setdefault(watcher.trigger_id, []).append(watcher)
     return found
 
