@@ -237,11 +237,15 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--runners", type=int, default=1)
     parser.add_argument("--delay", type=float, default=10.0, help="seconds from deferral to T")
+    parser.add_argument(
+        "--baseline-tasks", type=int, default=None, help="direct changes in the baseline (default: --tasks)"
+    )
     parser.add_argument("--seed", choices=("api", "sql"), default="api", help="how the deferrals are made (above)")
     parser.add_argument(
         "--observe", choices=("poll", "watch"), default="poll", help="how the demo sees a resume (see above)"
     )
     args = parser.parse_args()
+    baseline_tasks = args.tasks if args.baseline_tasks is None else args.baseline_tasks
     folder = Path(tempfile.mkdtemp(prefix="tocsin-latency-"))
     pg_name = None
     if args.db == "sqlite":
@@ -276,10 +280,10 @@ def main() -> None:
         async def run() -> tuple[DemoResult, list[float]]:
             async with AsyncClient(url, token=token) as client:
                 if args.seed == "sql":
-                    baseline = await direct_baseline(client, args.tasks, database_url)
+                    baseline = await direct_baseline(client, baseline_tasks, database_url)
                     result = await seeded_demo(client, database_url, args.tasks, args.delay)
                     return result, baseline
-                baseline = await direct_baseline(client, args.tasks)
+                baseline = await direct_baseline(client, baseline_tasks)
                 result = await run_demo(
                     client, args.tasks, delay_s=args.delay, timeout_s=120, out=sys.stderr, observe=args.observe
                 )
@@ -300,7 +304,7 @@ def main() -> None:
         seen_by = "the admin-API poller" if args.observe == "poll" else "the watch feed"
         print(f"| **tocsin: seen `scheduled` by {seen_by} (after commit)** | {stats(result.latencies_s)} |")
         print(
-            f"| baseline, same run: {args.tasks:,} direct state changes through the API, from one instant | {stats(baseline)} |"
+            f"| baseline, same run: {baseline_tasks:,} direct state changes through the API, from one instant | {stats(baseline)} |"
         )
         print("| Airflow 3.3.2 (recorded anchor, 50 ms DB poller) | 8,000 | 12,910 | 13,010 |")
         print(f"\nresumed {result.resumed}/{result.tasks}; late deferrals: {result.late_deferrals}")
