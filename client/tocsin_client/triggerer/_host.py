@@ -171,6 +171,11 @@ class TriggerHost:
         return trigger_id in self._tasks or trigger_id in self._timers or trigger_id in self._due
 
     @property
+    def firing(self) -> bool:
+        """Rung time triggers are being fired (a burst is under way)."""
+        return self._firing is not None
+
+    @property
     def waiting_on_timers(self) -> int:
         """Time triggers held by a timer until their moment (counted in ``len`` too)."""
         return len(self._timers)
