@@ -66,14 +66,6 @@ def on_postgres(session: AsyncSession) -> bool:
     return session.bind.dialect.name == "postgresql"
 
 
-def matches_any(session: AsyncSession, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
-    """``column IN values``; on PostgreSQL ``column = ANY(:array)``: one parameter however many values, so the
-    statement is neither re-rendered nor re-planned for each list length."""
-    if on_postgres(session):
-        return cast("ColumnElement[bool]", column == any_(bindparam(None, list(values), type_=ARRAY(column.type))))
-    return cast("ColumnElement[bool]", column.in_(values))
-
-
 def by_dialect(build: Callable[[bool], T]) -> Callable[[AsyncSession], T]:
     """A statement built once per dialect (``build(postgres)``), for the hot paths: building a SQLAlchemy
     construct and its cache key on every call cost about as much CPU as executing it (a reused one memoizes
@@ -91,7 +83,8 @@ def by_dialect(build: Callable[[bool], T]) -> Callable[[AsyncSession], T]:
 
 
 def parameter_matches(column: Any, name: str, *, postgres: bool) -> ColumnElement[bool]:
-    """``matches_any`` with the values bound at execution as parameter ``name`` (a list), for ``by_dialect``."""
+    """``column IN :name`` with the list bound at execution, for ``by_dialect``; on PostgreSQL ``column = ANY(:name)``:
+    one parameter however many values, so the statement is neither re-rendered nor re-planned per list length."""
     if postgres:
         return cast("ColumnElement[bool]", column == any_(bindparam(name, type_=ARRAY(column.type))))
     return cast("ColumnElement[bool]", column.in_(bindparam(name, expanding=True)))
