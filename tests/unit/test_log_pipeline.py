@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -111,3 +112,28 @@ def test__the_default_format__follows_the_terminal() -> None:
     assert load_log_settings({"TOCSIN_LOG_FORMAT": " Console ", "TOCSIN_LOG_LEVEL": "debug"}) == LogSettings(
         format="console", level="DEBUG"
     )
+
+
+def test__the_default_stream_is_stderr_as_it_is_at_each_write() -> None:
+    """A swapped ``sys.stderr`` gets the lines, and the one it replaced may be closed since: a closed stream a
+    logger cached must never turn a log line (the request line) into an error."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, sys.stderr
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        sys.stderr = first
+        configure_logging(LogSettings(format="json"))
+        logger = structlog.get_logger("tocsin.test")
+        logger.info("one")  # the logger is cached now (cache_logger_on_first_use)
+        sys.stderr = second
+        first.close()
+        logger.info("two")
+        logging.getLogger("tocsin.test.stdlib").warning("three")
+        events = [json.loads(line)["event"] for line in second.getvalue().splitlines()]
+        assert events == ["two", "three"]
+    finally:
+        sys.stderr = saved[2]
+        root.handlers[:], level = saved[0], saved[1]
+        root.setLevel(level)
+        logging.captureWarnings(False)
+        structlog.reset_defaults()

@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, TextIO
+from typing import Annotated, Any, Final, TextIO, cast
 
 import msgspec
 import structlog
@@ -176,6 +176,21 @@ def _renderer(log_format: str, stream: TextIO) -> Processor:
     )
 
 
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write, not as it was when logging was configured: a program that swaps
+    ``sys.stderr`` later (a test harness capturing each test's output does) gets the lines where it now points,
+    and the stream it replaced, maybe closed since, never turns a log line into an error."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(
     settings: LogSettings,
     *,
@@ -188,7 +203,8 @@ def configure_logging(
     ``floor``: a less severe level the loggers still let through to other handlers than the one writing here (a
     runner ships its triggers' INFO lines to the server whatever level this process writes).
     """
-    stream = stream if stream is not None else sys.stderr
+    # A cast: it has what the handler, the renderer and structlog's writer call (write, flush, isatty).
+    stream = stream if stream is not None else cast("TextIO", _CurrentStderr())
     context: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         _add_process_fields,
