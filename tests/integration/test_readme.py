@@ -83,6 +83,7 @@ def user_env() -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.timeout(900)  # the fresh install (up to 600 s on a loaded machine) and the second terminal's 240 s
 def test__readme_commands_as_printed__in_a_fresh_checkout(tmp_path: Path) -> None:
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", README_PORT)) == 0:
@@ -108,16 +109,8 @@ def test__readme_commands_as_printed__in_a_fresh_checkout(tmp_path: Path) -> Non
         # the engine loop runs as a user would paste it into the checkout's Python, with TOCSIN_URL and TOKEN set
         engine_loop = f".venv/bin/python - <<'PY'\n{python_block('engine-loop')}PY"
         second_terminal = "\n".join(["set -euo pipefail", block("try-it"), curl_examples(), engine_loop, block("demo")])
-        result = subprocess.run(
-            ["bash", "-c", second_terminal],
-            cwd=checkout,
-            env=user_env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
+        result = second_terminal_run(second_terminal, checkout, tmp_path, log, timeout_s=240)
+        assert result.returncode == 0, failure_report(result, log)
         assert "Traceback" not in result.stderr
         assert '"state":"deferred"' in result.stdout
         assert '"classpath":"tocsin_client.triggers.TimeDeltaTrigger"' in result.stdout
@@ -134,3 +127,33 @@ def test__readme_commands_as_printed__in_a_fresh_checkout(tmp_path: Path) -> Non
         if standalone.poll() is None:
             os.killpg(standalone.pid, signal.SIGKILL)
             standalone.wait()
+
+
+def second_terminal_run(
+    script: str, checkout: Path, tmp_path: Path, log: Path, *, timeout_s: float
+) -> subprocess.CompletedProcess[str]:
+    """Run the second terminal's steps; its output goes to files, so what a step that never ends printed so far is
+    shown with the standalone's log when it times out (a captured pipe would lose it)."""
+    out_path, err_path = tmp_path / "second-terminal.out", tmp_path / "second-terminal.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        terminal = subprocess.Popen(["bash", "-c", script], cwd=checkout, env=user_env(), stdout=out, stderr=err)
+        try:
+            returncode = terminal.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            terminal.kill()
+            terminal.wait()
+            returncode = -1
+    result = subprocess.CompletedProcess(
+        terminal.args, returncode, out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
+    )
+    if returncode == -1:
+        pytest.fail(f"the second terminal did not finish within {timeout_s} s\n{failure_report(result, log)}")
+    return result
+
+
+def failure_report(result: subprocess.CompletedProcess[str], log: Path) -> str:
+    standalone = log.read_text(errors="replace")
+    return (
+        f"exit {result.returncode}\nstdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}\n"
+        f"standalone log (last 6000 characters):\n{standalone[-6000:]}"
+    )

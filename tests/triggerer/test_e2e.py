@@ -230,3 +230,24 @@ def test__asset_watcher_trigger__every_event_becomes_an_asset_event(
     )
     assert sorted(event.payload for event in events) == [0, 1, 2]
     assert len({event.event_id for event in events}) == 3
+
+
+def test__a_trigger_made_after_the_newest_one_was_cleaned_up__has_a_new_id_and_fires(
+    start_server: Callable[..., LiveServer], start_triggerer: Callable[..., Triggerer], tasks_for: Any
+) -> None:
+    """SQLite gave a new row the id of the newest row deleted: the second trigger got the first one's id, and the
+    triggerer, still holding the first, took it for the trigger it had already run (the README's engine loop,
+    right after the curl examples' trigger fired and was cleaned up, then waited for ever)."""
+    server = start_server()
+    tasks = tasks_for(server.url)
+    start_triggerer(server.url)
+    first = tasks.defer("tocsin_client.triggers.DateTimeTrigger", {"moment": in_seconds(0.5)})
+    first_trigger = tasks.get(first).trigger_id
+    assert first_trigger is not None
+    tasks.wait_state(first, "scheduled")
+    poll(lambda: tasks.client.list_triggers().total == 0, 15, "the fired trigger cleaned up")
+    second = tasks.defer("tocsin_client.triggers.DateTimeTrigger", {"moment": in_seconds(0.5)})
+    second_trigger = tasks.get(second).trigger_id
+    assert second_trigger is not None and second_trigger > first_trigger
+    ti = tasks.wait_state(second, "scheduled")
+    assert ti.next_kwargs is not None and ti.next_method == "execute_complete"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -41,3 +44,44 @@ def test__downgrade_to_base_and_upgrade_again(database_url: str) -> None:
     assert migrate.current(database_url) is None
     migrate.upgrade(database_url)
     assert migrate.current(database_url) == migrate.head_revision()
+
+
+def test__on_sqlite_0008_makes_ids_never_come_back__past_those_remembered_elsewhere(tmp_path: Path) -> None:
+    """Upgrading a database whose newest trigger and job were deleted (their ids still named by an event record
+    and an assignment log entry): the next trigger and job get ids past every one named anywhere, and past
+    deleted ones from then on; rows and indexes survive the copy."""
+    path = tmp_path / "old.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate.upgrade(url, "0007")
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO job (id, job_type, state, hostname, pid, capacity, start_date, latest_heartbeat,"
+            " assignment_version) VALUES (2, 't', 'running', 'h', 1, 10, '2026-01-01', '2026-01-01', 0)"
+        )
+        db.execute(
+            "INSERT INTO trigger (id, classpath, kwargs, created_date, triggerer_id) VALUES (4, 'a', '{}', '2026-01-01', 2)"
+        )
+        db.execute("INSERT INTO trigger_assignment (job_id, version, trigger_id, added) VALUES (5, 1, 6, 1)")
+        db.execute(
+            "INSERT INTO trigger_event (trigger_id, event_id, job_id, received_at, task_instances_resumed)"
+            " VALUES (9, 'e', 3, '2026-01-01', 1)"
+        )
+    migrate.upgrade(url)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        assert db.execute("SELECT id, triggerer_id FROM trigger").fetchall() == [(4, 2)]
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'trigger'")}
+        assert "ix_trigger_unassigned" in indexes
+        db.execute("INSERT INTO trigger (classpath, kwargs, created_date) VALUES ('b', '{}', '2026-01-02')")
+        new_trigger = db.execute("SELECT max(id) FROM trigger").fetchone()[0]
+        db.execute("DELETE FROM trigger WHERE id = ?", (new_trigger,))
+        db.execute("INSERT INTO trigger (classpath, kwargs, created_date) VALUES ('c', '{}', '2026-01-03')")
+        after_delete = db.execute("SELECT max(id) FROM trigger").fetchone()[0]
+        db.execute(
+            "INSERT INTO job (job_type, state, hostname, pid, capacity, start_date, latest_heartbeat,"
+            " assignment_version) VALUES ('t', 'running', 'h', 1, 10, '2026-01-01', '2026-01-01', 0)"
+        )
+        new_job = db.execute("SELECT max(id) FROM job").fetchone()[0]
+    assert (new_trigger, after_delete, new_job) == (10, 11, 6)
+    migrate.downgrade(url, "0007")
+    migrate.upgrade(url)
+    assert migrate.current(url) == migrate.head_revision()

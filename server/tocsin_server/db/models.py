@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
@@ -24,6 +25,11 @@ from tocsin_server.db.types import STORED_UUID, UtcDateTime
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; BigInteger elsewhere.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+NEVER_REUSED: Final[dict[str, Any]] = {"sqlite_autoincrement": True}
+"""Table option for ids that name a row beyond its life (in tokens, a triggerer's held set, the API): without
+AUTOINCREMENT, SQLite gives a new row the id of the newest one deleted. A triggerer still holding a trigger the
+cleanup deleted then took the next trigger, given that trigger's id, for the one it had run, and never ran it.
+PostgreSQL's sequences never go back."""
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -61,7 +67,7 @@ class Job(Base):
     # Log lines the triggerer reported it dropped (its buffer was full while the server was away).
     log_lines_dropped: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
-    __table_args__ = (Index("ix_job_state_heartbeat", "state", "latest_heartbeat"),)
+    __table_args__ = (Index("ix_job_state_heartbeat", "state", "latest_heartbeat"), NEVER_REUSED)
 
 
 class Trigger(Base):
@@ -83,6 +89,7 @@ class Trigger(Base):
             postgresql_where=text("triggerer_id IS NULL"),
             sqlite_where=text("triggerer_id IS NULL"),
         ),
+        NEVER_REUSED,
     )
 
 
@@ -108,7 +115,7 @@ class DagRun(Base):
     state: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
-    __table_args__ = (UniqueConstraint("dag_id", "run_id", name="uq_dag_run_dag_id_run_id"),)
+    __table_args__ = (UniqueConstraint("dag_id", "run_id", name="uq_dag_run_dag_id_run_id"), NEVER_REUSED)
 
 
 class TaskInstance(Base):
@@ -194,6 +201,8 @@ class AssetWatcher(Base):
     refused_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
 
+    __table_args__ = NEVER_REUSED
+
 
 class AssetEvent(Base):
     """What a fired event produced for an asset watcher."""
@@ -209,7 +218,7 @@ class AssetEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     # The retention duty selects old rows by age (migration 0004).
-    __table_args__ = (Index("ix_asset_event_created_at", "created_at"),)
+    __table_args__ = (Index("ix_asset_event_created_at", "created_at"), NEVER_REUSED)
 
 
 class TriggerEvent(Base):
@@ -263,6 +272,7 @@ class TriggerLog(Base):
             postgresql_where=text("level IN ('error', 'critical')"),
             sqlite_where=text("level IN ('error', 'critical')"),
         ),
+        NEVER_REUSED,
     )
 
 
