@@ -83,6 +83,7 @@ def empty_database(url: str) -> None:
         connection.execute("PRAGMA foreign_keys=OFF")
         for table in _TABLES:
             connection.execute(f"DELETE FROM {table}")
+        connection.execute("DELETE FROM sqlite_sequence")  # ids start at 1 again, as RESTART IDENTITY does
         connection.commit()
     finally:
         connection.close()
