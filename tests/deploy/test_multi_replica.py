@@ -93,6 +93,11 @@ def _trigger_kwargs(n: int, at: datetime, first_fire: datetime) -> tuple[str, di
     return "tocsin_client.triggers.DateTimeTrigger", {"moment": moment}
 
 
+def _running_jobs(pg: PrivatePostgres) -> int | None:
+    rows = query(pg.dsn, "SELECT count(*) FROM job WHERE state = 'running'")
+    return None if rows is None else int(rows[0][0])
+
+
 async def _defer_all(url: str, token: str) -> dict[str, tuple[str, dict[str, Any], datetime]]:
     """Create TASKS task instances through haproxy, move them to running, then defer each on a trigger of its own
     that fires within SPREAD_S seconds of the deferrals' end; task id -> (classpath, kwargs, deferred at).
@@ -193,7 +198,9 @@ def test__replica_killed_and_postgres_restarted_mid_firing__nothing_lost_nothing
         assert proxy.poll() is None, (tmp_path / "haproxy.log").read_text()
         for triggerer in triggerers:
             triggerer.start()
-
+        # Both hold a job before anything is deferred: one that started late (a loaded machine) would find the
+        # other holding every trigger, and "both triggerers fired" would say nothing about the product.
+        poll(lambda: _running_jobs(pg) == 2, 60, "both triggerers registered")
         timeline.mark("started")
         deferred = asyncio.run(_defer_all(lb, authority.issue("deploy-admin", ["admin", "worker"], 3600)))
         timeline.mark("deferred")
