@@ -103,3 +103,44 @@ async def test__time_trigger_that_cannot_be_built__still_fails_as_itself(host: A
     assert sink.failures[0].trigger_id == 6
     assert "timezone-aware" in sink.failures[0].error
     assert runner.waiting_on_timers == 0
+
+
+async def test__many_due_at_one_instant__fire_over_several_loop_turns_each_once(host: Any) -> None:
+    """A burst of rung timers is fired in slices: the loop turns (and a frame of events leaves) between them."""
+    runner, sink = host
+    count = 10_000
+    moment = {"moment": datetime.now(UTC) + timedelta(seconds=4)}  # starting 10,000 takes a while itself
+    for trigger_id in range(count):
+        runner.start(workload(trigger_id, DT, moment))
+    assert runner.waiting_on_timers == count
+    seen_between: list[int] = []
+
+    async def watch_turns() -> None:
+        while len(sink.done_ids) < count:
+            if 0 < len(sink.events) < count:
+                seen_between.append(len(sink.events))
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(watch_turns(), timeout=30)
+    assert seen_between, "every event was emitted within one loop turn"
+    assert sorted(event.trigger_id for event in sink.events) == list(range(count))
+    assert len({event.event_id for event in sink.events}) == count
+    assert sorted(sink.done_ids) == list(range(count))
+    assert (len(runner), runner.waiting_on_timers, runner.ended) == (0, 0, count)
+
+
+async def test__cancelled_after_its_timer_rang_but_before_it_fired__never_fires(host: Any) -> None:
+    runner, sink = host
+    count = 10_000
+    moment = {"moment": datetime.now(UTC) + timedelta(seconds=4)}  # starting 10,000 takes a while itself
+    for trigger_id in range(count):
+        runner.start(workload(trigger_id, DT, moment))
+    await sink.until(lambda: sink.events, timeout_s=10)
+    fired_before = {event.trigger_id for event in sink.events}
+    for trigger_id in range(count):
+        runner.cancel(trigger_id)
+    assert (len(runner), runner.ended) == (0, count)
+    await asyncio.sleep(0.1)  # the firing task's next slice, if it were still going
+    assert {event.trigger_id for event in sink.events} == fired_before
+    assert len(fired_before) < count  # some were cancelled while due, not yet fired
+    assert sorted(sink.done_ids) == sorted(fired_before)

@@ -10,6 +10,13 @@ task start, the same ``run()`` as ever (which sleeps again if the wall clock say
 three coroutine frames, a future and a context cost about as much again as the trigger's own state, and a
 million idle time triggers is the case the triggerer is sized for. Cancelling one cancels its timer: its
 ``run()`` never began, and it has no cleanup.
+
+When its timer rings and the wall clock says the moment came, such a trigger fires without a task at all:
+``DateTimeTrigger.run()`` would only yield ``TriggerEvent(moment)`` and end, so the host emits that event itself.
+Profiled with 10,000 triggers due at one instant, the task path made one loop turn of 0.2-0.4 s (10,000 tasks,
+each building a context and a client view, driving ``run()``, closing it, cleaning up) before the first event could
+leave the runner. Rung timers queue instead, and are fired in slices of about 10 ms (``Slicer``): the first
+events reach the supervisor within milliseconds, the rest follow slice by slice while the first are delivered.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import sys
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
@@ -32,6 +40,7 @@ import structlog
 
 from tocsin_client import serde
 from tocsin_client.triggerer._frames import EventOut, FailureOut
+from tocsin_client.triggerer._slices import Slicer
 from tocsin_client.triggers.base import BaseTrigger, TaskEndEvent, TriggerEvent
 from tocsin_client.triggers.builtins import DateTimeTrigger
 from tocsin_client.triggers.runtime import TriggerContext
@@ -39,7 +48,6 @@ from tocsin_client.triggers.runtime import TriggerContext
 if TYPE_CHECKING:
     from tocsin_client._client import AsyncClient
     from tocsin_client.generated.models import RunTrigger, WorkloadTaskInstance
-    from tocsin_client.triggerer._slices import Slicer
 
 __all__ = ["CURRENT_TRIGGER", "RunningTrigger", "Sink", "TriggerHost"]
 
@@ -147,14 +155,25 @@ class TriggerHost:
         self._cleanup_timeout_s = cleanup_timeout_s
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}  # time triggers waiting for their moment, no task yet
+        # Time triggers whose timer rang, fired in slices by one task; a deque keeps the order (popping a dict's
+        # first key again and again scans the deleted ones), the dict says which are still due (not cancelled).
+        self._due: dict[int, tuple[RunTrigger, BaseTrigger]] = {}
+        self._due_order: deque[int] = deque()
+        self._firing: asyncio.Task[None] | None = None
+        self._fire_slicer = Slicer()
         self._classes: dict[str, type[BaseTrigger]] = {}
         self.ended = 0  # triggers whose coroutine ended (fired, failed or cancelled), a running total
 
     def __len__(self) -> int:
-        return len(self._tasks) + len(self._timers)
+        return len(self._tasks) + len(self._timers) + len(self._due)
 
     def __contains__(self, trigger_id: object) -> bool:
-        return trigger_id in self._tasks or trigger_id in self._timers
+        return trigger_id in self._tasks or trigger_id in self._timers or trigger_id in self._due
+
+    @property
+    def firing(self) -> bool:
+        """Rung time triggers are being fired (a burst is under way)."""
+        return self._firing is not None
 
     @property
     def waiting_on_timers(self) -> int:
@@ -187,9 +206,46 @@ class TriggerHost:
             return None  # the trigger's own task meets the error again and reports it as the trigger's failure
 
     def _wake(self, workload: RunTrigger, trigger: BaseTrigger) -> None:
+        """A time trigger's timer rang: it is due; the firing task fires it in its turn."""
         trigger_id = workload.trigger_id
-        if self._timers.pop(trigger_id, None) is not None:
-            self._tasks[trigger_id] = asyncio.get_running_loop().create_task(self._run(workload, trigger))
+        if self._timers.pop(trigger_id, None) is None:
+            return
+        self._due[trigger_id] = (workload, trigger)
+        self._due_order.append(trigger_id)
+        if self._firing is None:
+            self._firing = asyncio.get_running_loop().create_task(self._fire_due())
+
+    async def _fire_due(self) -> None:
+        """Fire the due time triggers, letting the loop turn after each slice (the reporter's frame leaves then)."""
+        slicer = self._fire_slicer
+        slicer.begin()
+        try:
+            while self._due_order:
+                trigger_id = self._due_order.popleft()
+                if (due := self._due.pop(trigger_id, None)) is not None:
+                    self._fire_time_trigger(*due)
+                    await slicer.done_one()
+        finally:
+            self._firing = None  # nothing is due: checked with no await since, so no timer rang unseen
+
+    def _fire_time_trigger(self, workload: RunTrigger, trigger: BaseTrigger) -> None:
+        """What ``DateTimeTrigger.run()`` does once its moment came, without a task: one event, then the end."""
+        trigger_id = workload.trigger_id
+        moment: datetime = trigger.moment  # type: ignore[attr-defined]
+        remaining = (moment - datetime.now(UTC)).total_seconds()
+        if remaining > 0:  # the loop's clock rang before the wall clock's moment (as run() would, wait the rest)
+            self._timers[trigger_id] = asyncio.get_running_loop().call_later(remaining, self._wake, workload, trigger)
+            return
+        try:
+            self._emit(workload, TriggerEvent(moment))
+        except TriggerError as exc:
+            _log.error("trigger %s failed: %s", trigger_id, exc)
+            self._sink.failure(FailureOut(trigger_id, str(exc)[:_MAX_ERROR], []))
+        except Exception as exc:  # noqa: BLE001 - any error of a trigger is its failure alone
+            _log.exception("trigger %s raised %s", trigger_id, _error_text(exc))
+            self._sink.failure(FailureOut(trigger_id, _error_text(exc), _traceback_lines(exc)))
+        self.ended += 1
+        self._sink.finished(trigger_id)
 
     def cancel(self, trigger_id: int) -> None:
         """Cancel a trigger (its cleanup still runs); unknown ids are ignored."""
@@ -197,6 +253,8 @@ class TriggerHost:
             task.cancel()
         elif (timer := self._timers.pop(trigger_id, None)) is not None:
             timer.cancel()
+            self.ended += 1
+        elif self._due.pop(trigger_id, None) is not None:
             self.ended += 1
 
     async def stop(self, timeout_s: float = 5.0, slicer: Slicer | None = None) -> None:
@@ -212,6 +270,11 @@ class TriggerHost:
         cleaning: set[asyncio.Task[None]] = set()
         if slicer is not None:
             slicer.begin()
+        if self._firing is not None:
+            self._firing.cancel()
+        self.ended += len(self._due)
+        self._due.clear()
+        self._due_order.clear()
         while self._timers:
             _, timer = self._timers.popitem()
             timer.cancel()
