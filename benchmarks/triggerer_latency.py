@@ -236,6 +236,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--runners", type=int, default=1)
+    parser.add_argument("--server-workers", type=int, default=1, help="API server worker processes (--workers)")
     parser.add_argument("--delay", type=float, default=10.0, help="seconds from deferral to T")
     parser.add_argument(
         "--baseline-tasks", type=int, default=None, help="direct changes in the baseline (default: --tasks)"
@@ -263,7 +264,10 @@ def main() -> None:
     cli = [sys.executable, "-m", "tocsin_cli"]
     logs = (folder / "server.log").open("wb"), (folder / "triggerer.log").open("wb")
     server = subprocess.Popen(
-        [*cli, "api-server", "--port", str(port)], env=env, stdout=logs[0], stderr=subprocess.STDOUT
+        [*cli, "api-server", "--port", str(port), "--workers", str(args.server_workers)],
+        env=env,
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
     )
     triggerer = None
     try:
@@ -296,7 +300,8 @@ def main() -> None:
         server_resumed = [(at - fire_at).total_seconds() for at in resumed_at(database_url, "tocsin_demo", run_id)]
         print(
             f"# fire-to-resume — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}, {args.db}, {args.runners} runner(s)\n"
+            f"Python {platform.python_version()}, {args.db}, {args.runners} runner(s), "
+            f"{args.server_workers} server worker(s)\n"
         )
         print(f"| measure (N = {args.tasks:,}, ms after T) | p50 | p99 | max |")
         print("|---|---:|---:|---:|")
