@@ -105,13 +105,18 @@ async def test__time_trigger_that_cannot_be_built__still_fails_as_itself(host: A
     assert runner.waiting_on_timers == 0
 
 
+def _start_burst(runner: Any, count: int = 10_000) -> int:
+    """``count`` time triggers due at one instant, 4 s from now (starting 10,000 takes a while itself)."""
+    moment = {"moment": datetime.now(UTC) + timedelta(seconds=4)}
+    for trigger_id in range(count):
+        runner.start(workload(trigger_id, DT, moment))
+    return count
+
+
 async def test__many_due_at_one_instant__fire_over_several_loop_turns_each_once(host: Any) -> None:
     """A burst of rung timers is fired in slices: the loop turns (and a frame of events leaves) between them."""
     runner, sink = host
-    count = 10_000
-    moment = {"moment": datetime.now(UTC) + timedelta(seconds=4)}  # starting 10,000 takes a while itself
-    for trigger_id in range(count):
-        runner.start(workload(trigger_id, DT, moment))
+    count = _start_burst(runner)
     assert runner.waiting_on_timers == count
     seen_between: list[int] = []
 
@@ -131,10 +136,7 @@ async def test__many_due_at_one_instant__fire_over_several_loop_turns_each_once(
 
 async def test__cancelled_after_its_timer_rang_but_before_it_fired__never_fires(host: Any) -> None:
     runner, sink = host
-    count = 10_000
-    moment = {"moment": datetime.now(UTC) + timedelta(seconds=4)}  # starting 10,000 takes a while itself
-    for trigger_id in range(count):
-        runner.start(workload(trigger_id, DT, moment))
+    count = _start_burst(runner)
     await sink.until(lambda: sink.events, timeout_s=10)
     fired_before = {event.trigger_id for event in sink.events}
     for trigger_id in range(count):

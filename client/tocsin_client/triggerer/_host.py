@@ -238,14 +238,20 @@ class TriggerHost:
             return
         try:
             self._emit(workload, TriggerEvent(moment))
-        except TriggerError as exc:
-            _log.error("trigger %s failed: %s", trigger_id, exc)
-            self._sink.failure(FailureOut(trigger_id, str(exc)[:_MAX_ERROR], []))
         except Exception as exc:  # noqa: BLE001 - any error of a trigger is its failure alone
-            _log.exception("trigger %s raised %s", trigger_id, _error_text(exc))
-            self._sink.failure(FailureOut(trigger_id, _error_text(exc), _traceback_lines(exc)))
+            self._failed(trigger_id, exc)
         self.ended += 1
         self._sink.finished(trigger_id)
+
+    def _failed(self, trigger_id: int, exc: Exception) -> None:
+        """Report a trigger's error as its failure. Called in the ``except`` block, so the line of an unexpected
+        error carries its traceback; a ``TriggerError`` is tocsin's own, said in one line."""
+        if isinstance(exc, TriggerError):
+            _log.error("trigger %s failed: %s", trigger_id, exc)
+            self._sink.failure(FailureOut(trigger_id, str(exc)[:_MAX_ERROR], []))
+        else:
+            _log.exception("trigger %s raised %s", trigger_id, _error_text(exc))
+            self._sink.failure(FailureOut(trigger_id, _error_text(exc), _traceback_lines(exc)))
 
     def cancel(self, trigger_id: int) -> None:
         """Cancel a trigger (its cleanup still runs); unknown ids are ignored."""
@@ -311,12 +317,8 @@ class TriggerHost:
         except asyncio.CancelledError:
             cancelled = True
             raise
-        except TriggerError as exc:
-            _log.error("trigger %s failed: %s", trigger_id, exc)
-            self._sink.failure(FailureOut(trigger_id, str(exc)[:_MAX_ERROR], []))
         except Exception as exc:  # noqa: BLE001 - any error of a trigger is its failure alone
-            _log.exception("trigger %s raised %s", trigger_id, _error_text(exc))
-            self._sink.failure(FailureOut(trigger_id, _error_text(exc), _traceback_lines(exc)))
+            self._failed(trigger_id, exc)
         finally:
             if trigger is not None:
                 await self._cleanup(trigger_id, trigger)
