@@ -1,6 +1,6 @@
 """Event ingestion on PostgreSQL: the bulk endpoint against one request per event, in the same run.
 
-    .venv/bin/python benchmarks/events_bulk.py [--events 4000] [--batch 500] [--concurrency 16]
+    .venv/bin/python benchmarks/events_bulk.py [--events 4000] [--batch 500] [--concurrency 16] [--server-workers 1]
 
 Starts a real ``tocsin api-server`` on a fresh PostgreSQL database, defers ``2 × events`` task instances
 (inserted directly, so setup is quick), claims them with one job, then resumes half of them through
@@ -43,9 +43,12 @@ SERVER_ENV = {"TOCSIN_LIVENESS_THRESHOLD_S": "3600"}
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    """User + system CPU time so far of process ``pid`` and its live children, its worker processes (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        total += sum(cpu_seconds(int(child)) for child in children.read_text().split())
+    return total
 
 
 async def seed(url: str, count: int) -> None:
@@ -133,15 +136,20 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=4000, help="events per method")
     parser.add_argument("--batch", type=int, default=500, help="events per bulk request")
     parser.add_argument("--concurrency", type=int, default=16, help="single-event requests in flight")
+    parser.add_argument("--server-workers", type=int, default=1, help="API server worker processes (TOCSIN_WORKERS)")
     args = parser.parse_args()
     with postgres_database() as url, tempfile.TemporaryDirectory() as folder:
         asyncio.run(seed(url, 2 * args.events))
-        with live_server(url, SECRET, Path(folder) / "server.log", extra_env=SERVER_ENV) as server:
+        env = {**SERVER_ENV, "TOCSIN_WORKERS": str(args.server_workers)}
+        with live_server(url, SECRET, Path(folder) / "server.log", extra_env=env) as server:
             figures = asyncio.run(run(url, server.url, server.pid, args.events, args.batch, args.concurrency))
     print(
         f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''} python {platform.python_version()}"
     )
-    print(f"events per method: {args.events}; bulk batch {args.batch}; single-event concurrency {args.concurrency}")
+    print(
+        f"events per method: {args.events}; bulk batch {args.batch}; single-event concurrency {args.concurrency};"
+        f" server workers {args.server_workers}"
+    )
     print(
         f"single-event endpoint (baseline): {figures['single_eps']:8.0f} events/s"
         f"   server CPU {figures['single_cpu_us']:6.0f} µs/event"
