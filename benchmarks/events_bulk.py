@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import sys
@@ -47,7 +48,9 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     for children in Path(f"/proc/{pid}/task").glob("*/children"):
-        total += sum(cpu_seconds(int(child)) for child in children.read_text().split())
+        for child in children.read_text().split():
+            with contextlib.suppress(FileNotFoundError):  # a worker that exited meanwhile
+                total += cpu_seconds(int(child))
     return total
 
 

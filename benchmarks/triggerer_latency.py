@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -152,7 +153,7 @@ def held_triggers(database_url: str) -> int:
     """Triggers a triggerer holds now."""
     sql = "SELECT count(*) FROM trigger WHERE triggerer_id IS NOT NULL"
     if database_url.startswith("sqlite"):
-        with sqlite3.connect(database_url.split("///", 1)[1]) as connection:
+        with contextlib.closing(sqlite3.connect(database_url.split("///", 1)[1])) as connection:
             return int(str(connection.execute(sql).fetchone()[0]))
     dsn = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     return int(str(asyncio.run(_pg(sql, dsn))[0][0]))

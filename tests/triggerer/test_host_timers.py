@@ -146,3 +146,40 @@ async def test__cancelled_after_its_timer_rang_but_before_it_fired__never_fires(
     assert {event.trigger_id for event in sink.events} == fired_before
     assert len(fired_before) < count  # some were cancelled while due, not yet fired
     assert sorted(sink.done_ids) == sorted(fired_before)
+
+
+class FailsOnceFinished(ListSink):
+    """A sink whose ``finished`` raises for one trigger (a bug anywhere below the host)."""
+
+    def __init__(self, failing: int) -> None:
+        super().__init__()
+        self.failing = failing
+
+    def finished(self, trigger_id: int) -> None:
+        super().finished(trigger_id)
+        if trigger_id == self.failing:
+            raise RuntimeError("the sink broke")
+
+
+async def test__an_error_firing_one_of_a_burst__the_rest_still_fire() -> None:
+    client = AsyncClient("http://tocsin.test")
+    sink = FailsOnceFinished(failing=3)
+    host = TriggerHost(sink, lambda _id, token: client.with_token(token))
+    try:
+        count = _start_burst(host, 50)
+        await sink.until(lambda: len(sink.done_ids) == count, timeout_s=15)
+        assert sorted(event.trigger_id for event in sink.events) == list(range(count))
+        assert (len(host), host.firing) == (0, False)
+    finally:
+        await client.aclose()
+
+
+async def test__stopping_during_a_burst__nothing_fires_after_stop_began(host: Any) -> None:
+    runner, sink = host
+    count = _start_burst(runner)
+    await sink.until(lambda: sink.events, timeout_s=10)  # the burst is under way
+    await runner.stop(timeout_s=5)
+    fired = len(sink.events)
+    assert (len(runner), runner.firing, runner.ended) == (0, False, count)
+    await asyncio.sleep(0.1)  # a slice or a timer that would still go
+    assert len(sink.events) == fired < count

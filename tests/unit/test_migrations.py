@@ -85,3 +85,16 @@ def test__on_sqlite_0008_makes_ids_never_come_back__past_those_remembered_elsewh
     migrate.downgrade(url, "0007")
     migrate.upgrade(url)
     assert migrate.current(url) == migrate.head_revision()
+
+
+@pytest.mark.usefixtures("clean_database")
+def test__every_table_the_models_give_sqlite_autoincrement__has_it_after_the_migrations(database_url: str) -> None:
+    """``compare_metadata`` does not see ``sqlite_autoincrement``: a model that asks for it and a migration that
+    forgot it would pass the drift test above."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("AUTOINCREMENT is SQLite's (PostgreSQL's sequences never go back)")
+    wanted = {name for name, table in Base.metadata.tables.items() if table.dialect_options["sqlite"]["autoincrement"]}
+    assert {"job", "trigger", "dag_run", "asset_watcher", "asset_event", "trigger_log"} <= wanted
+    with contextlib.closing(sqlite3.connect(database_url.split("///", 1)[1])) as db:
+        created = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+    assert {name for name in wanted if "AUTOINCREMENT" not in created[name]} == set()

@@ -182,13 +182,16 @@ class _CurrentStderr:
     and the stream it replaced, maybe closed since, never turns a log line into an error."""
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        stream = sys.stderr
+        return 0 if stream is None else stream.write(text)  # None: a process started without a stderr at all
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        if (stream := sys.stderr) is not None:
+            stream.flush()
 
     def isatty(self) -> bool:
-        return sys.stderr.isatty()
+        stream = sys.stderr
+        return stream is not None and stream.isatty()
 
 
 def configure_logging(

@@ -160,6 +160,7 @@ class TriggerHost:
         self._due: dict[int, tuple[RunTrigger, BaseTrigger]] = {}
         self._due_order: deque[int] = deque()
         self._firing: asyncio.Task[None] | None = None
+        self._stopping = False
         self._fire_slicer = Slicer()
         self._classes: dict[str, type[BaseTrigger]] = {}
         self.ended = 0  # triggers whose coroutine ended (fired, failed or cancelled), a running total
@@ -210,6 +211,9 @@ class TriggerHost:
         trigger_id = workload.trigger_id
         if self._timers.pop(trigger_id, None) is None:
             return
+        if self._stopping:  # stop() cancels every trigger: one whose timer rang meanwhile ends unfired too
+            self.ended += 1
+            return
         self._due[trigger_id] = (workload, trigger)
         self._due_order.append(trigger_id)
         if self._firing is None:
@@ -223,7 +227,10 @@ class TriggerHost:
             while self._due_order:
                 trigger_id = self._due_order.popleft()
                 if (due := self._due.pop(trigger_id, None)) is not None:
-                    self._fire_time_trigger(*due)
+                    try:
+                        self._fire_time_trigger(*due)
+                    except Exception:  # noqa: BLE001 - the sink or a log line failing must not strand the rest
+                        _log.exception("trigger %s: firing failed", trigger_id)
                     await slicer.done_one()
         finally:
             self._firing = None  # nothing is due: checked with no await since, so no timer rang unseen
@@ -276,8 +283,10 @@ class TriggerHost:
         cleaning: set[asyncio.Task[None]] = set()
         if slicer is not None:
             slicer.begin()
+        self._stopping = True
         if self._firing is not None:
-            self._firing.cancel()
+            self._firing.cancel()  # cancelled before its first step, its ``finally`` never runs: cleared here
+            self._firing = None
         self.ended += len(self._due)
         self._due.clear()
         self._due_order.clear()

@@ -31,10 +31,16 @@ depends_on = None
 TABLES: Final = ("job", "dag_run", "trigger", "asset_watcher", "asset_event", "trigger_log")
 """Parents before children: each copy is made while the tables it refers to are already in place."""
 REMEMBERED: Final = {
-    "trigger": ("trigger_event.trigger_id", "trigger_assignment.trigger_id", "trigger_log.trigger_id"),
+    "trigger": (
+        "trigger_event.trigger_id",
+        "trigger_assignment.trigger_id",
+        "trigger_log.trigger_id",
+        "asset_event.trigger_id",
+    ),
     "job": ("trigger_event.job_id", "trigger_assignment.job_id", "trigger_log.job_id"),
 }
-"""Where ids of rows deleted before this upgrade may still be named."""
+"""Where ids of rows deleted before this upgrade may still be named (a job id a live token carries is not
+recorded anywhere: job tokens live minutes, and a server upgrade outlasts them only if the newest job ended)."""
 REFLECTED_AS: Final = {"trigger_log": (sa.Column("task_instance_id", STORED_UUID),)}
 """Columns whose type SQLite's reflection does not give back (``BINARY(16)`` reads as ``NUMERIC``)."""
 
