@@ -23,6 +23,7 @@ class SlowServer:
         self.most_in_flight = 0
         self.batches: list[list[str]] = []
         self.failures: list[int] = []
+        self.answered: list[str] = []  # bulk answers and failures received, in order
 
     async def submit_trigger_events(self, body: TriggerEventsBody) -> TriggerEventsResult:
         self.in_flight += 1
@@ -32,6 +33,7 @@ class SlowServer:
         finally:
             self.in_flight -= 1
         self.batches.append([event.event_id for event in body.events])
+        self.answered.append(f"batch of {len(body.events)}")
         results = [
             TriggerEventItemResult(
                 trigger_id=event.trigger_id,
@@ -47,6 +49,7 @@ class SlowServer:
 
     async def submit_trigger_failure(self, trigger_id: int, _body: Any) -> None:
         self.failures.append(trigger_id)
+        self.answered.append("failure")
 
 
 def event(trigger_id: int) -> EventOut:
@@ -77,3 +80,24 @@ async def test__a_burst__goes_out_in_full_batches_with_few_requests_in_flight() 
     assert len(delivered) == len(set(delivered)) == 10_000
     assert stats.events_sent == 10_000
     assert server.failures == [10_000]
+
+
+async def test__a_failure_at_the_head_goes_at_once__not_after_a_bulk_slot_frees() -> None:
+    """Both bulk requests are out and the loops wait for a slot; once the events ahead of a failure are taken, the
+    failure goes alone at once, not when the second bulk request ends."""
+    server = SlowServer(delay_s=0.6)
+    outbox = Outbox(cast("AsyncClient", server), Stats(), lambda _id, _old: None, concurrency=32)
+    workers = [asyncio.create_task(outbox.work()) for _ in range(outbox.concurrency)]
+    try:
+        for trigger_id in range(BULK_MAX):  # the first bulk request: answered at 0.6 s
+            outbox.put_event(event(trigger_id))
+        await asyncio.sleep(0.3)
+        for trigger_id in range(BULK_MAX, 2 * BULK_MAX + 500):  # the second (answered at 0.9 s), 500 left waiting
+            outbox.put_event(event(trigger_id))
+        outbox.put_failure(FailureOut(99_999, "boom", []))
+        assert await outbox.drain(30)
+    finally:
+        for worker in workers:
+            worker.cancel()
+    # At 0.6 s the first slot frees: its loop takes the 500, and the failure is at the head: it goes then.
+    assert server.answered[:3] == [f"batch of {BULK_MAX}", "failure", f"batch of {BULK_MAX}"], server.answered

@@ -113,7 +113,11 @@ class Outbox:
         self._on_conflict = on_conflict
         self.lease = 0
         self._concurrency = concurrency
-        self._bulk_slots = asyncio.Semaphore(bulk_in_flight)
+        self._bulk_limit = bulk_in_flight
+        self._bulk_sending = 0
+        # Set when a bulk request takes its events or ends: loops parked because every bulk slot was taken look
+        # at the head again (it may be a failure now, which goes alone at once, not after a slot frees).
+        self._bulk_turn = asyncio.Event()
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
         self._ready: deque[_Item] = deque()
@@ -183,15 +187,23 @@ class Outbox:
                 continue
             # At most ``bulk_in_flight`` bulk requests at once: while they are applied the next batch fills up
             # (a burst of 10,000 as 30 small requests all at once took the one server process 2-3x longer).
-            async with self._bulk_slots:
-                items: list[_Item] = []
-                while self._ready and len(items) < BULK_MAX:
-                    head = self._ready[0]
-                    if head.event is None or head.single:
-                        break
-                    items.append(self._ready.popleft())
-                if items:
-                    await self._send_items(items, bulk=True)
+            if self._bulk_sending >= self._bulk_limit:
+                self._bulk_turn.clear()
+                await self._bulk_turn.wait()
+                continue
+            items: list[_Item] = []
+            while self._ready and len(items) < BULK_MAX:
+                head = self._ready[0]
+                if head.event is None or head.single:
+                    break
+                items.append(self._ready.popleft())
+            self._bulk_sending += 1
+            self._bulk_turn.set()
+            try:
+                await self._send_items(items, bulk=True)
+            finally:
+                self._bulk_sending -= 1
+                self._bulk_turn.set()
 
     async def _send_items(self, items: list[_Item], *, bulk: bool) -> None:
         self._in_flight += len(items)
