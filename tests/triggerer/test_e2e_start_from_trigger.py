@@ -7,6 +7,7 @@ other resumes its task to a worker. No worker takes either before its trigger fi
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -70,5 +71,5 @@ def test__tasks_started_from_a_trigger__end_in_success_with_xcoms_or_resume_to_a
         ("none", "deferred", "deferred"),
         ("deferred", "scheduled", "resumed"),
     ]
-    assert "403" not in triggerer.output()
+    assert not re.search(r"\b403\b", triggerer.output())  # a whole number: a log line's timestamp may hold 403
     assert triggerer.process.poll() is None
