@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -183,7 +182,8 @@ class Outbox:
                 await self._wake.wait()
             head = self._ready[0]
             if head.event is None or head.single:
-                await self._send_items([self._ready.popleft()], bulk=False)
+                item = self._ready.popleft()
+                await self._send_items([item], self._deliver(item))
                 continue
             # At most ``bulk_in_flight`` bulk requests at once: while they are applied the next batch fills up
             # (a burst of 10,000 as 30 small requests all at once took the one server process 2-3x longer).
@@ -200,20 +200,18 @@ class Outbox:
             self._bulk_sending += 1
             self._bulk_turn.set()
             try:
-                await self._send_items(items, bulk=True)
+                await self._send_items(items, self._deliver_bulk(items))
             finally:
                 self._bulk_sending -= 1
                 self._bulk_turn.set()
 
-    async def _send_items(self, items: list[_Item], *, bulk: bool) -> None:
+    async def _send_items(self, items: list[_Item], delivery: Coroutine[Any, Any, None]) -> None:
+        """Await ``delivery`` of ``items``, counted in flight and traced as their fires' delivery."""
         self._in_flight += len(items)
         traced = self._tracing.delivering([item.fire for item in items]) if self._tracing else nullcontext()
         try:
             with traced:
-                if bulk:
-                    await self._deliver_bulk(items)
-                else:
-                    await self._deliver(items[0])
+                await delivery
         finally:
             self._in_flight -= len(items)
             self._check_idle()
@@ -252,8 +250,7 @@ class Outbox:
         """One item of a bulk answer, by the rules of a single submission."""
         if status == 200:  # nothing to log: binding the trigger's id for 10,000 delivered events cost ~50 ms
             assert item.event is not None
-            self._stats.events_sent += 1
-            self._stats.record_latency(time.time() - item.event.fired_at)
+            self._stats.event_sent(item.event.fired_at)
             return
         with structlog.contextvars.bound_contextvars(trigger_id=item.trigger_id):
             self._judge_one(item, status, problem)
@@ -311,8 +308,7 @@ class Outbox:
     async def _send(self, item: _Item) -> None:
         if item.event is not None:
             await self._client.submit_trigger_event(item.trigger_id, _event_body(item.event))
-            self._stats.events_sent += 1
-            self._stats.record_latency(time.time() - item.event.fired_at)
+            self._stats.event_sent(item.event.fired_at)
         elif item.failure is not None:
             body = TriggerFailureBody(
                 error=item.failure.error or "unknown error", traceback=item.failure.traceback or msgspec.UNSET

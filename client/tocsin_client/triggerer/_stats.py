@@ -37,8 +37,9 @@ class Stats:
         """Seconds since the last heartbeat the server accepted."""
         return None if self.last_heartbeat is None else time.monotonic() - self.last_heartbeat
 
-    def record_latency(self, seconds: float) -> None:
-        """Keep the newest fire-to-delivered latencies (bounded)."""
-        self.fire_to_sent_s.append(seconds)
+    def event_sent(self, fired_at: float) -> None:
+        """Count an event the server accepted and keep its fire-to-delivered latency (the newest, bounded)."""
+        self.events_sent += 1
+        self.fire_to_sent_s.append(time.time() - fired_at)
         if len(self.fire_to_sent_s) > 10_000:
             del self.fire_to_sent_s[:5_000]
