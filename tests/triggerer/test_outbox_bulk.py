@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 from tocsin_client import AsyncClient
@@ -56,21 +58,27 @@ def event(trigger_id: int) -> EventOut:
     return EventOut(trigger_id, uuid.uuid4().hex, "fired", None, time.time())
 
 
+@contextlib.asynccontextmanager
+async def delivering(outbox: Outbox) -> AsyncIterator[Outbox]:
+    """The outbox with its ``concurrency`` delivery loops running (the default 32, as the supervisor runs them)."""
+    workers = [asyncio.create_task(outbox.work()) for _ in range(outbox.concurrency)]
+    try:
+        yield outbox
+    finally:
+        for worker in workers:
+            worker.cancel()
+
+
 async def test__a_burst__goes_out_in_full_batches_with_few_requests_in_flight() -> None:
     server = SlowServer(delay_s=0.02)
     stats = Stats()
-    outbox = Outbox(cast("AsyncClient", server), stats, lambda _id, _old: None, concurrency=32)
-    workers = [asyncio.create_task(outbox.work()) for _ in range(outbox.concurrency)]
-    try:
+    async with delivering(Outbox(cast("AsyncClient", server), stats, lambda _id, _old: None)) as outbox:
         outbox.put_event(event(0))  # the first event leaves alone, at once
         await asyncio.sleep(0.005)
         for trigger_id in range(1, 10_000):  # the rest fire while it is in flight
             outbox.put_event(event(trigger_id))
         outbox.put_failure(FailureOut(10_000, "boom", []))
         assert await outbox.drain(30)
-    finally:
-        for worker in workers:
-            worker.cancel()
     sizes = [len(batch) for batch in server.batches]
     assert server.most_in_flight <= BULK_IN_FLIGHT
     assert sizes[0] == 1
@@ -86,9 +94,7 @@ async def test__a_failure_at_the_head_goes_at_once__not_after_a_bulk_slot_frees(
     """Both bulk requests are out and the loops wait for a slot; once the events ahead of a failure are taken, the
     failure goes alone at once, not when the second bulk request ends."""
     server = SlowServer(delay_s=0.6)
-    outbox = Outbox(cast("AsyncClient", server), Stats(), lambda _id, _old: None, concurrency=32)
-    workers = [asyncio.create_task(outbox.work()) for _ in range(outbox.concurrency)]
-    try:
+    async with delivering(Outbox(cast("AsyncClient", server), Stats(), lambda _id, _old: None)) as outbox:
         for trigger_id in range(BULK_MAX):  # the first bulk request: answered at 0.6 s
             outbox.put_event(event(trigger_id))
         await asyncio.sleep(0.3)
@@ -96,8 +102,5 @@ async def test__a_failure_at_the_head_goes_at_once__not_after_a_bulk_slot_frees(
             outbox.put_event(event(trigger_id))
         outbox.put_failure(FailureOut(99_999, "boom", []))
         assert await outbox.drain(30)
-    finally:
-        for worker in workers:
-            worker.cancel()
     # At 0.6 s the first slot frees: its loop takes the 500, and the failure is at the head: it goes then.
     assert server.answered[:3] == [f"batch of {BULK_MAX}", "failure", f"batch of {BULK_MAX}"], server.answered
