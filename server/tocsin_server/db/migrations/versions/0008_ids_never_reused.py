@@ -32,26 +32,25 @@ TABLES: Final = ("job", "dag_run", "trigger", "asset_watcher", "asset_event", "t
 """Parents before children: each copy is made while the tables it refers to are already in place."""
 REMEMBERED: Final = {
     "trigger": (
-        "trigger_event.trigger_id",
-        "trigger_assignment.trigger_id",
-        "trigger_log.trigger_id",
-        "asset_event.trigger_id",
+        ("trigger", "id"),
+        ("trigger_event", "trigger_id"),
+        ("trigger_assignment", "trigger_id"),
+        ("trigger_log", "trigger_id"),
+        ("asset_event", "trigger_id"),
     ),
-    "job": ("trigger_event.job_id", "trigger_assignment.job_id", "trigger_log.job_id"),
+    "job": (("job", "id"), ("trigger_event", "job_id"), ("trigger_assignment", "job_id"), ("trigger_log", "job_id")),
 }
-"""Where ids of rows deleted before this upgrade may still be named (a job id a live token carries is not
-recorded anywhere: job tokens live minutes, and a server upgrade outlasts them only if the newest job ended)."""
+"""Where the ids of a table's rows may be named, deleted rows' too, as (table, column): its sequence starts past
+them all (a job id a live token carries is recorded nowhere: job tokens live minutes, and an upgrade outlasts
+them only if the newest job ended)."""
 REFLECTED_AS: Final = {"trigger_log": (sa.Column("task_instance_id", STORED_UUID),)}
 """Columns whose type SQLite's reflection does not give back (``BINARY(16)`` reads as ``NUMERIC``)."""
 
 
 def _rebuild(*, autoincrement: bool) -> None:
-    bind = op.get_bind()
-    if bind.dialect.name != "sqlite":
-        return
     # Copying a table drops the old one; with foreign keys enforced that would cascade (SET NULL, CASCADE) into
     # the rows that refer to it. The migration connection never turns them on; make sure nothing else did.
-    if bind.exec_driver_sql("PRAGMA foreign_keys").scalar():
+    if op.get_bind().exec_driver_sql("PRAGMA foreign_keys").scalar():
         msg = "PRAGMA foreign_keys is on: this migration copies tables and must run with it off"
         raise RuntimeError(msg)
     for table in TABLES:
@@ -64,30 +63,31 @@ def _rebuild(*, autoincrement: bool) -> None:
             pass
 
 
-def upgrade() -> None:
-    _rebuild(autoincrement=True)
+def _start_sequence_past_remembered_ids() -> None:
     bind = op.get_bind()
-    if bind.dialect.name != "sqlite":
-        return
     for table, columns in REMEMBERED.items():
         named = " UNION ALL ".join(
-            f"SELECT max({column.split('.')[1]}) AS id FROM {column.split('.')[0]}"  # noqa: S608 - constants
-            for column in (f"{table}.id", *columns)
+            f"SELECT max({column}) AS id FROM {source}"  # noqa: S608 - constants
+            for source, column in columns
         )
         highest = bind.exec_driver_sql(f"SELECT max(id) FROM ({named})").scalar()  # noqa: S608 - constants
         if highest is None:
             continue
         # sqlite_sequence holds a row for the table once a row was inserted into it (the copy did, if it had any).
+        values = {"highest": highest, "table": table}
         updated = bind.execute(
-            sa.text("UPDATE sqlite_sequence SET seq = max(seq, :highest) WHERE name = :table"),
-            {"highest": highest, "table": table},
+            sa.text("UPDATE sqlite_sequence SET seq = max(seq, :highest) WHERE name = :table"), values
         )
         if updated.rowcount == 0:
-            bind.execute(
-                sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:table, :highest)"),
-                {"highest": highest, "table": table},
-            )
+            bind.execute(sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES (:table, :highest)"), values)
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        _rebuild(autoincrement=True)
+        _start_sequence_past_remembered_ids()
 
 
 def downgrade() -> None:
-    _rebuild(autoincrement=False)
+    if op.get_bind().dialect.name == "sqlite":
+        _rebuild(autoincrement=False)
